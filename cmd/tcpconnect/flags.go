@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/tracer"
+)
+
+// options is the parsed command line.
+type options struct {
+	tracer  tracer.Config
+	json    bool
+	count   bool
+	stamp   bool // -t
+	uidCol  bool // -U
+	results bool // -r
+	verbose bool
+}
+
+// errUsage marks errors that are the user's input: exit code 2.
+type errUsage struct{ err error }
+
+func (e errUsage) Error() string { return e.err.Error() }
+func (e errUsage) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return errUsage{fmt.Errorf(format, args...)}
+}
+
+// errHelp means -h was asked for: usage on stdout, exit 0.
+var errHelp = errors.New("help requested")
+
+const usageHead = `Usage: tcpconnect [OPTIONS]
+
+Trace active TCP connections (connect() attempts), like bcc's tcpconnect(8).
+
+Examples:
+  tcpconnect             # trace all TCP connect()s
+  tcpconnect -t          # include a timestamp column
+  tcpconnect -p 181      # only trace PID 181
+  tcpconnect -P 80,81    # only trace ports 80 and 81
+  tcpconnect -U -u 1000  # show UIDs, only trace UID 1000
+  tcpconnect -c          # count connects per source, destination and port
+  tcpconnect -r          # show how each attempt ended and how long it took
+  tcpconnect --json      # one JSON object per line
+
+Options:
+`
+
+// parseFlags turns args (without the program name) into options. Usage
+// errors come back as errUsage; usage text goes to usageOut.
+func parseFlags(args []string, usageOut io.Writer) (*options, error) {
+	fs := pflag.NewFlagSet("tcpconnect", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	var (
+		o          options
+		pid        string
+		ports      string
+		uid        string
+		ipv4, ipv6 bool
+		lport      bool
+		backend    string
+		bufSize    string
+		maxPending int
+		failed     bool
+		minLatency float64
+		help       bool
+	)
+	fs.BoolVarP(&o.stamp, "timestamp", "t", false, "include a TIME(s) column: seconds since tracing started")
+	fs.StringVarP(&pid, "pid", "p", "", "trace this PID only")
+	fs.StringVarP(&ports, "port", "P", "", "comma-separated list of destination ports to trace")
+	fs.BoolVarP(&ipv4, "ipv4", "4", false, "trace IPv4 family only")
+	fs.BoolVarP(&ipv6, "ipv6", "6", false, "trace IPv6 family only")
+	fs.BoolVarP(&o.uidCol, "print-uid", "U", false, "include a UID column")
+	fs.StringVarP(&uid, "uid", "u", "", "trace this UID only")
+	fs.BoolVarP(&o.count, "count", "c", false, "count connects per source address, destination address and port; print at Ctrl-C")
+	fs.BoolVarP(&lport, "lport", "L", false, "accepted for bcc compatibility: SPORT is always shown")
+	fs.BoolVarP(&o.results, "result", "r", false, "print each attempt when it ends, with LAT(ms) and RESULT columns")
+	fs.BoolVar(&failed, "failed", false, "only failed attempts (implies -r)")
+	fs.Float64Var(&minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
+	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema in the README)")
+	fs.StringVar(&backend, "backend", "auto", "how to hook the kernel: auto, fentry, kprobe or sockops")
+	fs.StringVar(&bufSize, "buffer-size", "4M", "ring buffer size in bytes (K and M suffixes; a power of two)")
+	fs.IntVar(&maxPending, "max-pending", 65536, "attempts awaiting an answer that -r can follow at once")
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr which backend was chosen and why others were not")
+	fs.BoolVarP(&help, "help", "h", false, "show this help")
+
+	printUsage := func() {
+		fmt.Fprint(usageOut, usageHead)
+		fmt.Fprint(usageOut, fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		printUsage()
+		return nil, errUsage{err}
+	}
+	if help {
+		printUsage()
+		return nil, errHelp
+	}
+	if fs.NArg() > 0 {
+		printUsage()
+		return nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	err := o.fill(pid, ports, uid, ipv4, ipv6, backend, bufSize, maxPending, failed, minLatency)
+	if err != nil {
+		printUsage()
+		return nil, err
+	}
+	return &o, nil
+}
+
+func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize string, maxPending int, failed bool, minLatency float64) error {
+	c := &o.tracer
+	c.UID = -1
+	if pid != "" {
+		n, err := strconv.ParseUint(pid, 10, 32)
+		if err != nil || n == 0 {
+			return usagef("invalid PID %q: want a positive number", pid)
+		}
+		c.PID = uint32(n)
+	}
+	if uid != "" {
+		n, err := strconv.ParseUint(uid, 10, 32)
+		if err != nil {
+			return usagef("invalid UID %q: want a number", uid)
+		}
+		c.UID = int64(n)
+	}
+	if ports != "" {
+		for _, p := range strings.Split(ports, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 16)
+			if err != nil || n == 0 {
+				return usagef("invalid port %q: want 1-65535", p)
+			}
+			c.Ports = append(c.Ports, uint16(n))
+		}
+	}
+	switch {
+	case ipv4 && ipv6:
+		return usagef("-4 and -6 exclude each other")
+	case ipv4:
+		c.Family = event.FamilyIPv4
+	case ipv6:
+		c.Family = event.FamilyIPv6
+	}
+	b, err := tracer.ParseBackend(backend)
+	if err != nil {
+		return errUsage{err}
+	}
+	c.Backend = b
+	size, err := parseSize(bufSize)
+	if err != nil {
+		return errUsage{err}
+	}
+	c.BufferSize = size
+	if maxPending < 1 {
+		return usagef("invalid --max-pending %d: want at least 1", maxPending)
+	}
+	c.MaxPending = maxPending
+	if minLatency < 0 {
+		return usagef("invalid --min-latency %v: want 0 or more", minLatency)
+	}
+	if failed || minLatency > 0 {
+		o.results = true
+	}
+	if o.count && o.results {
+		return usagef("-c counts attempts; it cannot be combined with -r, --failed or --min-latency")
+	}
+	c.Outcomes = o.results
+	c.OnlyFailed = failed
+	c.MinLatency = time.Duration(minLatency * float64(time.Millisecond))
+	c.Count = o.count
+	return nil
+}
+
+// parseSize reads a byte count with an optional K or M suffix.
+func parseSize(s string) (int, error) {
+	mult := 1
+	t := strings.ToUpper(strings.TrimSpace(s))
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult, t = 1<<10, strings.TrimSuffix(t, "K")
+	case strings.HasSuffix(t, "M"):
+		mult, t = 1<<20, strings.TrimSuffix(t, "M")
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid --buffer-size %q: want a size like 4M", s)
+	}
+	size := n * mult
+	if size&(size-1) != 0 || size < 4096 || size > 1<<30 {
+		return 0, fmt.Errorf("invalid --buffer-size %q: want a power of two from 4K to 1024M", s)
+	}
+	return size, nil
+}

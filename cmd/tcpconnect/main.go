@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Command tcpconnect traces active TCP connections (every connect()
+// attempt) with eBPF, like bcc's tcpconnect(8), and can tell how each
+// attempt ended.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/output"
+	"github.com/tcpconnect/tcpconnect/internal/tracer"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// realMain returns the exit code: 0 done, 1 runtime error, 2 usage error.
+func realMain(args []string, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args, stderr)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tcpconnect: %v\n", err)
+		return 2
+	}
+	// A closed stdout must end the run cleanly, not kill it.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, opts, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "tcpconnect: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// errStdoutClosed ends a run whose reader went away (`| head -3`).
+var errStdoutClosed = errors.New("stdout closed")
+
+// sink hands events to the printer and counts them.
+type sink struct {
+	p output.Printer
+	n uint64
+}
+
+func (s *sink) Event(e *event.Event) error {
+	s.n++
+	return stdoutErr(s.p.Event(e))
+}
+
+func (s *sink) Flush() error { return stdoutErr(s.p.Flush()) }
+
+func stdoutErr(err error) error {
+	if errors.Is(err, syscall.EPIPE) {
+		return errStdoutClosed
+	}
+	return err
+}
+
+func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	if err := tracer.CheckPrivileges(); err != nil {
+		return err
+	}
+	cfg := o.tracer
+	if o.verbose {
+		cfg.Logf = func(format string, args ...any) {
+			fmt.Fprintf(stderr, "tcpconnect: "+format+"\n", args...)
+		}
+	}
+	t, err := tracer.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watchStdout(ctx, cancel, stdout)
+	go warnLost(ctx, t, stderr)
+
+	if o.count {
+		fmt.Fprintln(stderr, "Tracing tcp connections, counting them. Hit Ctrl-C to end.")
+		<-ctx.Done()
+		counts, err := t.Counts()
+		if err != nil {
+			return err
+		}
+		err = output.WriteCounts(stdout, counts, o.json, cfg.Family == event.FamilyIPv4)
+		return finish(t, stderr, 0, stdoutErr(err))
+	}
+
+	popts := output.Options{
+		Timestamp: o.stamp,
+		StartMono: t.StartMono(),
+		PrintUID:  o.uidCol,
+		Results:   o.results,
+		IPv4Only:  cfg.Family == event.FamilyIPv4,
+		Backend:   string(t.Backend()),
+	}
+	var p output.Printer
+	if o.json {
+		p = output.NewJSON(stdout, popts)
+	} else {
+		p = output.NewTable(stdout, popts)
+	}
+	fmt.Fprintln(stderr, "Tracing tcp connections. Hit Ctrl-C to end.")
+	s := &sink{p: p}
+	err = stdoutErr(p.Header())
+	if err == nil {
+		err = t.Run(ctx, s)
+	}
+	if err == nil && o.results {
+		// Attempts still waiting for an answer are reported, not lost.
+		err = printPending(t, s)
+	}
+	return finish(t, stderr, s.n, err)
+}
+
+func printPending(t *tracer.Tracer, s *sink) error {
+	pending, err := t.Pending()
+	if err != nil {
+		return err
+	}
+	for i := range pending {
+		if err := s.Event(&pending[i]); err != nil {
+			return err
+		}
+	}
+	return s.Flush()
+}
+
+// finish prints the loss summary and decides the run's error: a closed
+// stdout is a normal end.
+func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, err error) error {
+	if errors.Is(err, errStdoutClosed) {
+		err = nil
+	}
+	st, serr := t.Stats()
+	if serr != nil {
+		return errors.Join(err, serr)
+	}
+	fmt.Fprintf(stderr, "tcpconnect: %d events printed, %d lost", printed, st.LostEvents)
+	if st.LostAttempts > 0 {
+		fmt.Fprintf(stderr, ", %d attempts not followed (--max-pending)", st.LostAttempts)
+	}
+	if st.LostCounts > 0 {
+		fmt.Fprintf(stderr, ", %d attempts not counted (count table full)", st.LostCounts)
+	}
+	fmt.Fprintln(stderr)
+	return err
+}
+
+// warnLost polls the kernel's loss counters and warns while running.
+func warnLost(ctx context.Context, t *tracer.Tracer, stderr io.Writer) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var seen tracer.Stats
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st, err := t.Stats()
+		if err != nil {
+			continue
+		}
+		if d := st.LostEvents - seen.LostEvents; d > 0 {
+			fmt.Fprintf(stderr, "tcpconnect: warning: %d events lost (ring buffer full; try a larger --buffer-size)\n", d)
+		}
+		if d := st.LostAttempts - seen.LostAttempts; d > 0 {
+			fmt.Fprintf(stderr, "tcpconnect: warning: %d attempts not followed (too many pending; try a larger --max-pending)\n", d)
+		}
+		if d := st.LostCounts - seen.LostCounts; d > 0 {
+			fmt.Fprintf(stderr, "tcpconnect: warning: %d attempts not counted (count table full)\n", d)
+		}
+		seen = st
+	}
+}
+
+// watchStdout ends the run when stdout is a pipe whose reader has gone,
+// even if no event comes to fail a write.
+func watchStdout(ctx context.Context, cancel context.CancelFunc, stdout io.Writer) {
+	f, ok := stdout.(*os.File)
+	if !ok {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return
+	}
+	fds := []unix.PollFd{{Fd: int32(f.Fd())}}
+	for ctx.Err() == nil {
+		// POLLERR is reported on a pipe's write end once the read end is
+		// closed; the timeout lets this goroutine end with the run.
+		n, err := unix.Poll(fds, 200)
+		if err == nil && n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+			cancel()
+			return
+		}
+	}
+}

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package event holds the Go-native form of one connect attempt, shared
+// by the tracer (which decodes it from the kernel) and the output formats
+// (which print it). It imports nothing of BPF.
+package event
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kind says what a record reports.
+type Kind uint8
+
+const (
+	// KindAttempt is an attempt whose SYN is about to leave.
+	KindAttempt Kind = 1
+	// KindOutcome is an attempt that ended, or a connect() that failed
+	// before any SYN was sent.
+	KindOutcome Kind = 2
+	// KindPending is an attempt still waiting for its answer when the
+	// tracer stopped (user space only).
+	KindPending Kind = 3
+)
+
+// Result is how an attempt ended, in the vocabulary documented in the
+// README.
+type Result uint8
+
+const (
+	ResultUnknown Result = iota // not known yet: an attempt record
+	ResultEstablished
+	ResultRefused
+	ResultTimeout
+	ResultUnreachable
+	ResultReset
+	ResultAborted
+	ResultDenied
+	ResultNoPort
+	ResultError
+	ResultPending
+)
+
+var resultNames = [...]string{
+	ResultUnknown:     "",
+	ResultEstablished: "established",
+	ResultRefused:     "refused",
+	ResultTimeout:     "timeout",
+	ResultUnreachable: "unreachable",
+	ResultReset:       "reset",
+	ResultAborted:     "aborted",
+	ResultDenied:      "denied",
+	ResultNoPort:      "no-port",
+	ResultError:       "error",
+	ResultPending:     "pending",
+}
+
+func (r Result) String() string {
+	if int(r) < len(resultNames) {
+		return resultNames[r]
+	}
+	return fmt.Sprintf("result(%d)", uint8(r))
+}
+
+// Failed reports whether the attempt is known to have failed.
+func (r Result) Failed() bool {
+	return r != ResultUnknown && r != ResultEstablished && r != ResultPending
+}
+
+// Kernel outcome codes (enum outcome in internal/tracer/bpf/tcpconnect.h).
+const (
+	OutcomeNone        = 0
+	OutcomeEstablished = 1
+	OutcomeFailed      = 2
+	OutcomeClosed      = 3
+	OutcomeSyncFailed  = 4
+)
+
+// ResultOf maps the kernel's outcome and errno to a Result.
+func ResultOf(outcome uint8, errno unix.Errno) Result {
+	switch outcome {
+	case OutcomeEstablished:
+		return ResultEstablished
+	case OutcomeClosed:
+		return ResultAborted
+	case OutcomeFailed, OutcomeSyncFailed:
+		switch errno {
+		case unix.ECONNREFUSED:
+			return ResultRefused
+		case unix.ETIMEDOUT:
+			return ResultTimeout
+		case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN:
+			return ResultUnreachable
+		case unix.ECONNRESET:
+			return ResultReset
+		case unix.ECONNABORTED:
+			return ResultAborted
+		case unix.EPERM, unix.EACCES:
+			return ResultDenied
+		case unix.EADDRNOTAVAIL:
+			return ResultNoPort
+		}
+		return ResultError
+	}
+	return ResultUnknown
+}
+
+// Event is one connect attempt, decoded. It holds no pointers into the
+// ring buffer and its fields are values, so one Event can be reused for
+// every record without allocating.
+type Event struct {
+	Kind Kind
+	// Time is the wall-clock time the attempt started (the SYN, or the
+	// connect() call for attempts that failed before any SYN).
+	Time time.Time
+	// Mono is the same instant on CLOCK_MONOTONIC, in ns.
+	Mono uint64
+	PID  uint32 // process (thread group) ID
+	TID  uint32 // thread ID
+	UID  uint32
+	// Comm is the thread's name as the kernel holds it: untrusted bytes,
+	// NUL-padded. Use CommBytes.
+	Comm         [16]byte
+	Family       Family
+	Saddr, Daddr netip.Addr
+	Sport, Dport uint16
+	// Outcome fields, set on KindOutcome and KindPending records.
+	Result  Result
+	Errno   unix.Errno
+	Latency time.Duration
+}
+
+// CommBytes returns the process name without its NUL padding.
+func (e *Event) CommBytes() []byte {
+	for i, c := range e.Comm {
+		if c == 0 {
+			return e.Comm[:i]
+		}
+	}
+	return e.Comm[:]
+}
+
+// Family is the address family of the connecting socket. An IPv6 socket
+// that dials an IPv4-mapped address (::ffff:a.b.c.d) is IPv6.
+type Family uint8
+
+const (
+	FamilyAny  Family = 0
+	FamilyIPv4 Family = 4
+	FamilyIPv6 Family = 6
+)
+
+func (f Family) String() string {
+	switch f {
+	case FamilyIPv4:
+		return "ipv4"
+	case FamilyIPv6:
+		return "ipv6"
+	}
+	return "any"
+}
+
+// Count is one row of -c: the attempts from one source address to one
+// destination address and port.
+type Count struct {
+	Family       Family
+	Saddr, Daddr netip.Addr
+	Dport        uint16
+	Connects     uint64
+}

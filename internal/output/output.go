@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package output prints events: the table of tcpconnect(8), JSON lines,
+// and the counts of -c. It knows nothing of BPF, and it formats by
+// appending into one reused buffer, so printing an event does not
+// allocate.
+package output
+
+import (
+	"bufio"
+	"cmp"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"golang.org/x/sys/unix"
+)
+
+// Options shape the output.
+type Options struct {
+	// Timestamp prints TIME(s), seconds since StartMono, instead of the
+	// wall clock (bcc's -t).
+	Timestamp bool
+	StartMono uint64
+	// PrintUID adds the UID column (-U).
+	PrintUID bool
+	// Results adds LAT(ms) and RESULT (-r).
+	Results bool
+	// IPv4Only lets the table use narrow address columns (-4).
+	IPv4Only bool
+	// Backend is reported in JSON as "backend".
+	Backend string
+}
+
+// Printer writes events in one format. Callers hand it events and call
+// Flush when a batch is done; Flush writes to the underlying writer.
+type Printer interface {
+	Header() error
+	Event(*event.Event) error
+	Flush() error
+}
+
+// writerSize is large enough that a drained ring buffer is usually one
+// write(2).
+const writerSize = 1 << 20
+
+type base struct {
+	w    *bufio.Writer
+	buf  []byte
+	opts Options
+	// scratch holds escaped text before it is quoted or padded.
+	scratch []byte
+}
+
+func newBase(w io.Writer, opts Options) base {
+	return base{w: bufio.NewWriterSize(w, writerSize), buf: make([]byte, 0, 512), opts: opts}
+}
+
+func (b *base) Flush() error { return b.w.Flush() }
+
+// write hands the formatted line to the buffered writer.
+func (b *base) write() error {
+	_, err := b.w.Write(b.buf)
+	return err
+}
+
+// Table prints the columns of tcpconnect(8).
+type Table struct {
+	base
+	addrWidth int
+}
+
+// NewTable returns a table printer on w.
+func NewTable(w io.Writer, opts Options) *Table {
+	// 39 is the longest IPv6 address netip prints, so v6 addresses never
+	// shift the columns.
+	width := 39
+	if opts.IPv4Only {
+		width = 15
+	}
+	return &Table{base: newBase(w, opts), addrWidth: width}
+}
+
+func pad(dst []byte, from, width int) []byte {
+	for n := len(dst) - from; n < width; n++ {
+		dst = append(dst, ' ')
+	}
+	return dst
+}
+
+// Header writes the column titles.
+func (t *Table) Header() error {
+	b := t.buf[:0]
+	if t.opts.Timestamp {
+		b = append(b, "TIME(s)   "...)
+	} else {
+		b = append(b, "TIME     "...)
+	}
+	if t.opts.PrintUID {
+		b = append(b, "UID    "...)
+	}
+	b = append(b, "PID     COMM             "...)
+	s := len(b)
+	b = append(b, "SADDR"...)
+	b = pad(b, s, t.addrWidth+1)
+	b = append(b, "SPORT  "...)
+	s = len(b)
+	b = append(b, "DADDR"...)
+	b = pad(b, s, t.addrWidth+1)
+	b = append(b, "DPORT"...)
+	if t.opts.Results {
+		b = append(b, "  LAT(ms)    RESULT"...)
+	}
+	b = append(b, '\n')
+	t.buf = b
+	return t.write()
+}
+
+// Event formats one attempt as a table row.
+func (t *Table) Event(e *event.Event) error {
+	b := t.buf[:0]
+	s := len(b)
+	if t.opts.Timestamp {
+		secs := float64(int64(e.Mono-t.opts.StartMono)) / 1e9
+		b = strconv.AppendFloat(b, secs, 'f', 3, 64)
+		b = pad(b, s, 10)
+	} else {
+		b = e.Time.AppendFormat(b, time.TimeOnly)
+		b = append(b, ' ')
+	}
+	if t.opts.PrintUID {
+		s = len(b)
+		b = strconv.AppendUint(b, uint64(e.UID), 10)
+		b = pad(b, s, 7)
+	}
+	s = len(b)
+	b = strconv.AppendUint(b, uint64(e.PID), 10)
+	b = pad(b, s, 8)
+	s = len(b)
+	b = AppendEscaped(b, e.CommBytes())
+	b = pad(b, s, 17)
+	s = len(b)
+	b = e.Saddr.AppendTo(b)
+	b = pad(b, s, t.addrWidth+1)
+	s = len(b)
+	b = strconv.AppendUint(b, uint64(e.Sport), 10)
+	b = pad(b, s, 7)
+	s = len(b)
+	b = e.Daddr.AppendTo(b)
+	b = pad(b, s, t.addrWidth+1)
+	if t.opts.Results {
+		s = len(b)
+		b = strconv.AppendUint(b, uint64(e.Dport), 10)
+		b = pad(b, s, 7)
+		s = len(b)
+		b = strconv.AppendFloat(b, float64(e.Latency)/float64(time.Millisecond), 'f', 3, 64)
+		b = pad(b, s, 11)
+		b = appendResult(b, e)
+	} else {
+		b = strconv.AppendUint(b, uint64(e.Dport), 10)
+	}
+	b = append(b, '\n')
+	t.buf = b
+	return t.write()
+}
+
+// appendResult writes the RESULT word; "error" carries its errno name,
+// since it is the only result that the word alone does not explain.
+func appendResult(b []byte, e *event.Event) []byte {
+	b = append(b, e.Result.String()...)
+	if e.Result == event.ResultError && e.Errno != 0 {
+		b = append(b, ':')
+		b = appendErrno(b, e.Errno)
+	}
+	return b
+}
+
+func appendErrno(b []byte, errno unix.Errno) []byte {
+	if name := unix.ErrnoName(errno); name != "" {
+		return append(b, name...)
+	}
+	b = append(b, "errno"...)
+	return strconv.AppendInt(b, int64(errno), 10)
+}
+
+// JSON prints one object per line; keys are documented in the README.
+type JSON struct {
+	base
+}
+
+// NewJSON returns a JSON-lines printer on w.
+func NewJSON(w io.Writer, opts Options) *JSON {
+	return &JSON{base: newBase(w, opts)}
+}
+
+// Header writes nothing: JSON lines have no header.
+func (j *JSON) Header() error { return nil }
+
+// Event formats one attempt as a JSON object.
+func (j *JSON) Event(e *event.Event) error {
+	b := append(j.buf[:0], `{"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","pid":`...)
+	b = strconv.AppendUint(b, uint64(e.PID), 10)
+	b = append(b, `,"tid":`...)
+	b = strconv.AppendUint(b, uint64(e.TID), 10)
+	b = append(b, `,"comm":`...)
+	j.scratch = AppendEscaped(j.scratch[:0], e.CommBytes())
+	b = appendJSONString(b, j.scratch)
+	b = append(b, `,"uid":`...)
+	b = strconv.AppendUint(b, uint64(e.UID), 10)
+	b = append(b, `,"family":"`...)
+	b = append(b, e.Family.String()...)
+	b = append(b, `","saddr":"`...)
+	b = e.Saddr.AppendTo(b)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(e.Sport), 10)
+	b = append(b, `,"daddr":"`...)
+	b = e.Daddr.AppendTo(b)
+	b = append(b, `","dport":`...)
+	b = strconv.AppendUint(b, uint64(e.Dport), 10)
+	b = append(b, `,"backend":"`...)
+	b = append(b, j.opts.Backend...)
+	b = append(b, '"')
+	// The outcome keys appear once the outcome is known: always with -r,
+	// and for attempts that failed inside connect() in every mode.
+	if j.opts.Results || e.Result != event.ResultUnknown {
+		b = append(b, `,"result":"`...)
+		b = append(b, e.Result.String()...)
+		b = append(b, `","errno":`...)
+		if e.Errno != 0 {
+			b = append(b, '"')
+			b = appendErrno(b, e.Errno)
+			b = append(b, '"')
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, `,"latency_us":`...)
+		b = strconv.AppendInt(b, e.Latency.Microseconds(), 10)
+	}
+	b = append(b, "}\n"...)
+	j.buf = b
+	return j.write()
+}
+
+// SortCounts orders counts as -c prints them: most connects first, then
+// by addresses and port so that the order is stable.
+func SortCounts(counts []event.Count) {
+	slices.SortFunc(counts, func(a, b event.Count) int {
+		if c := cmp.Compare(b.Connects, a.Connects); c != 0 {
+			return c
+		}
+		if c := a.Saddr.Compare(b.Saddr); c != 0 {
+			return c
+		}
+		if c := a.Daddr.Compare(b.Daddr); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Dport, b.Dport)
+	})
+}
+
+// WriteCounts prints the counts of -c, sorted, as a table or JSON lines.
+func WriteCounts(w io.Writer, counts []event.Count, asJSON, ipv4Only bool) error {
+	SortCounts(counts)
+	bw := bufio.NewWriter(w)
+	width := 39
+	if ipv4Only {
+		width = 15
+	}
+	var b []byte
+	if !asJSON {
+		b = append(b, "SADDR"...)
+		b = pad(b, 0, width+1)
+		s := len(b)
+		b = append(b, "DADDR"...)
+		b = pad(b, s, width+1)
+		b = append(b, "DPORT  CONNECTS\n"...)
+	}
+	for _, c := range counts {
+		if asJSON {
+			b = append(b, `{"family":"`...)
+			b = append(b, c.Family.String()...)
+			b = append(b, `","saddr":"`...)
+			b = c.Saddr.AppendTo(b)
+			b = append(b, `","daddr":"`...)
+			b = c.Daddr.AppendTo(b)
+			b = append(b, `","dport":`...)
+			b = strconv.AppendUint(b, uint64(c.Dport), 10)
+			b = append(b, `,"connects":`...)
+			b = strconv.AppendUint(b, c.Connects, 10)
+			b = append(b, "}\n"...)
+			continue
+		}
+		s := len(b)
+		b = c.Saddr.AppendTo(b)
+		b = pad(b, s, width+1)
+		s = len(b)
+		b = c.Daddr.AppendTo(b)
+		b = pad(b, s, width+1)
+		s = len(b)
+		b = strconv.AppendUint(b, uint64(c.Dport), 10)
+		b = pad(b, s, 7)
+		b = strconv.AppendUint(b, c.Connects, 10)
+		b = append(b, '\n')
+	}
+	if _, err := bw.Write(b); err != nil {
+		return err
+	}
+	return bw.Flush()
+}

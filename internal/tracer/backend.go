@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Backend names how the kernel is hooked (see doc.go).
+type Backend string
+
+const (
+	BackendAuto    Backend = "auto"
+	BackendFentry  Backend = "fentry"
+	BackendKprobe  Backend = "kprobe"
+	BackendSockops Backend = "sockops"
+)
+
+// Backends lists the backends in the order auto tries them: the most
+// direct hook first.
+var Backends = []Backend{BackendFentry, BackendKprobe, BackendSockops}
+
+// ParseBackend checks a --backend value.
+func ParseBackend(s string) (Backend, error) {
+	b := Backend(s)
+	if b == BackendAuto {
+		return b, nil
+	}
+	for _, known := range Backends {
+		if b == known {
+			return b, nil
+		}
+	}
+	return "", fmt.Errorf("unknown backend %q (want auto, fentry, kprobe or sockops)", s)
+}
+
+// Objects of each backend: LoadAndAssign loads only the programs named in
+// the struct, so a backend never loads (and the verifier never sees) the
+// programs of another.
+type sharedObjects struct {
+	State        *ebpf.Program `ebpf:"tcpconnect_state"`
+	ConnectEnter *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
+	ConnectExit  *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
+
+	Events   *ebpf.Map `ebpf:"events"`
+	Stats    *ebpf.Map `ebpf:"stats"`
+	Ports    *ebpf.Map `ebpf:"ports"`
+	Calls    *ebpf.Map `ebpf:"calls"`
+	Attempts *ebpf.Map `ebpf:"attempts"`
+	Counts   *ebpf.Map `ebpf:"counts"`
+}
+
+type fentryObjects struct {
+	sharedObjects
+	StreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
+	TCPConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
+}
+
+type kprobeObjects struct {
+	sharedObjects
+	StreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
+	TCPConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
+}
+
+type sockopsObjects struct {
+	sharedObjects
+	Connect4 *ebpf.Program `ebpf:"tcpconnect_connect4"`
+	Connect6 *ebpf.Program `ebpf:"tcpconnect_connect6"`
+	Sockops  *ebpf.Program `ebpf:"tcpconnect_sockops"`
+}
+
+// loaded is one backend's programs and maps in the kernel, and its links.
+type loaded struct {
+	shared  *sharedObjects
+	closers []interface{ Close() error }
+	links   []link.Link
+}
+
+func (l *loaded) Close() error {
+	var errs []error
+	// Links first: detach before the programs go.
+	for i := len(l.links) - 1; i >= 0; i-- {
+		errs = append(errs, l.links[i].Close())
+	}
+	for _, c := range l.closers {
+		errs = append(errs, c.Close())
+	}
+	l.links, l.closers = nil, nil
+	return errors.Join(errs...)
+}
+
+func (l *loaded) attach(what string, lk link.Link, err error) error {
+	if err != nil {
+		return fmt.Errorf("attaching %s: %w", what, err)
+	}
+	l.links = append(l.links, lk)
+	return nil
+}
+
+// attachShared attaches the hooks every backend uses.
+func (l *loaded) attachShared(o *sharedObjects) error {
+	lk, err := link.Tracepoint("sock", "inet_sock_set_state", o.State, nil)
+	if err := l.attach("tracepoint sock/inet_sock_set_state", lk, err); err != nil {
+		return err
+	}
+	lk, err = link.Tracepoint("syscalls", "sys_enter_connect", o.ConnectEnter, nil)
+	if err := l.attach("tracepoint syscalls/sys_enter_connect", lk, err); err != nil {
+		return err
+	}
+	lk, err = link.Tracepoint("syscalls", "sys_exit_connect", o.ConnectExit, nil)
+	return l.attach("tracepoint syscalls/sys_exit_connect", lk, err)
+}
+
+// load loads and attaches backend b from spec. On error, nothing of it
+// stays in the kernel.
+func load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, opts *ebpf.CollectionOptions) (*loaded, error) {
+	l := &loaded{}
+	if err := l.load(spec, b, cgroupPath, opts); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, opts *ebpf.CollectionOptions) error {
+	switch b {
+	case BackendFentry:
+		var o fentryObjects
+		if err := spec.LoadAndAssign(&o, opts); err != nil {
+			return fmt.Errorf("loading: %w", err)
+		}
+		l.shared = &o.sharedObjects
+		l.closers = append(l.closers, o.StreamConnect, o.TCPConnect)
+		l.closeShared()
+		lk, err := link.AttachTracing(link.TracingOptions{Program: o.StreamConnect})
+		if err := l.attach("fentry/inet_stream_connect", lk, err); err != nil {
+			return err
+		}
+		lk, err = link.AttachTracing(link.TracingOptions{Program: o.TCPConnect})
+		if err := l.attach("fentry/tcp_connect", lk, err); err != nil {
+			return err
+		}
+	case BackendKprobe:
+		var o kprobeObjects
+		if err := spec.LoadAndAssign(&o, opts); err != nil {
+			return fmt.Errorf("loading: %w", err)
+		}
+		l.shared = &o.sharedObjects
+		l.closers = append(l.closers, o.StreamConnect, o.TCPConnect)
+		l.closeShared()
+		lk, err := link.Kprobe("inet_stream_connect", o.StreamConnect, nil)
+		if err := l.attach("kprobe/inet_stream_connect", lk, err); err != nil {
+			return err
+		}
+		lk, err = link.Kprobe("tcp_connect", o.TCPConnect, nil)
+		if err := l.attach("kprobe/tcp_connect", lk, err); err != nil {
+			return err
+		}
+	case BackendSockops:
+		if cgroupPath == "" {
+			return errors.New("no cgroup v2 mount found (sockops needs one)")
+		}
+		var o sockopsObjects
+		if err := spec.LoadAndAssign(&o, opts); err != nil {
+			return fmt.Errorf("loading: %w", err)
+		}
+		l.shared = &o.sharedObjects
+		l.closers = append(l.closers, o.Connect4, o.Connect6, o.Sockops)
+		l.closeShared()
+		for _, a := range []struct {
+			name string
+			prog *ebpf.Program
+			typ  ebpf.AttachType
+		}{
+			{"cgroup/connect4", o.Connect4, ebpf.AttachCGroupInet4Connect},
+			{"cgroup/connect6", o.Connect6, ebpf.AttachCGroupInet6Connect},
+			{"sockops", o.Sockops, ebpf.AttachCGroupSockOps},
+		} {
+			lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: a.typ, Program: a.prog})
+			if err := l.attach(a.name+" on "+cgroupPath, lk, err); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("unknown backend %q", b)
+	}
+	// The shared hooks last: the tracepoints only act on what the
+	// backend's hooks remembered.
+	return l.attachShared(l.shared)
+}
+
+func (l *loaded) closeShared() {
+	o := l.shared
+	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
+		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts)
+}
+
+// CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".
+// Attaching at its root covers every process: cgroup programs are
+// inherited by all descendants.
+func CgroupV2Mount() string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// ID parent major:minor root mountpoint options ... - fstype source superopts
+		fields := strings.Fields(s.Text())
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 && fields[3] == "/" {
+				return fields[4]
+			}
+		}
+	}
+	return ""
+}

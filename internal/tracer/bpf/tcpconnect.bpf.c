@@ -1,0 +1,568 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tcpconnect: every active TCP connect attempt, and how it ended.
+ *
+ * An attempt is followed through three moments, each hooked per backend
+ * (see doc.go for which hook each backend uses):
+ *
+ *   1. connect() is called on a TCP socket: remember the call per thread
+ *      (map calls), so that a connect() that fails before any SYN is sent
+ *      (no route, no free port, denied) is still reported.
+ *   2. The SYN is about to leave (tcp_connect, or sockops
+ *      TCP_CONNECT_CB): the source port is chosen and we run in the
+ *      connecting task. The attempt is emitted here, or remembered per
+ *      socket (map attempts) when outcomes are wanted.
+ *   3. The outcome: sock:inet_sock_set_state leaving SYN_SENT, or
+ *      connect()'s own error when the kernel keeps an ICMP error as a soft
+ *      error and the socket stays in SYN_SENT (tcp_v4_err while the socket
+ *      is owned by the user).
+ *
+ * Filters are const volatile globals set before load, so an unwanted
+ * attempt costs no ring-buffer record.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "tcpconnect.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define EINTR 4
+#define EAGAIN 11
+#define EINPROGRESS 115
+#define EALREADY 114
+/* Kernel-internal restart codes that a syscall exit tracepoint can see
+ * before signal delivery rewrites them (include/linux/errno.h). */
+#define ERESTARTSYS 512
+#define ERESTART_RESTARTBLOCK 516
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Filters and modes, set by user space before load. Zero means "off". */
+const volatile __u32 filter_pid = 0;
+const volatile __u32 filter_uid = 0;
+const volatile bool filter_by_uid = false;
+const volatile __u16 filter_family = 0;
+const volatile bool filter_by_port = false;
+/* Remember attempts and report their outcome instead of the attempt. */
+const volatile bool track_outcomes = false;
+/* Count attempts in the kernel (-c) instead of emitting records. */
+const volatile bool count_mode = false;
+/* Outcome mode only: report only failed attempts / slow attempts. */
+const volatile bool only_failed = false;
+const volatile __u64 min_latency_ns = 0;
+/* A record wakes the reader only when the last wakeup is older than
+ * this; later records ride along and are read on the reader's short
+ * fallback timer. Bounds wakeups under load (costly IPIs and irq_work in
+ * a VM) while an isolated event still shows up at once. */
+const volatile __u64 wakeup_gap_ns = 5000000;
+
+/* Written without a lock: a lost race only costs one extra or one
+ * missing forced wakeup, which the reader's timer covers. */
+__u64 last_wakeup_ns = 0;
+
+/* Forces the event types into BTF for bpf2go -type. */
+const struct event *unused_event __attribute__((unused));
+const struct count_key *unused_count_key __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20); /* overridden by --buffer-size */
+} events SEC(".maps");
+
+/* Counters that user space polls: lost records, lost attempts, wakeups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Destination ports of -P. Filled by user space before attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16);
+	__type(value, __u8);
+} ports SEC(".maps");
+
+/* A connect() call in progress on a TCP socket.
+ * Inserted when connect() enters the TCP code (backend hook), updated at
+ * CLOSE -> SYN_SENT and at the SYN, deleted at sys_exit_connect and at
+ * the next sys_enter_connect of the thread. LRU because a call that never
+ * passes sys_exit_connect (TCP Fast Open through sendmsg, io_uring)
+ * would otherwise stay. */
+struct call {
+	__u64 start_ns;
+	__u64 sk;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u8 syn_sent;
+	__u8 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct call);
+} calls SEC(".maps");
+
+/* Attempts whose SYN left and whose outcome is not known yet, keyed by
+ * the socket's address. Inserted at the SYN (outcome mode only), deleted
+ * when the outcome is emitted. Every SYN_SENT socket leaves that state,
+ * so entries do not leak; what is left at exit is printed as pending. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* overridden by --max-pending */
+	__type(key, __u64);
+	__type(value, struct event);
+} attempts SEC(".maps");
+
+/* -c: attempts per (source, destination, port). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct count_key);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+/* Filters known before the SYN: process, user, family, destination port. */
+static __always_inline bool wanted(__u32 pid, __u32 uid, __u16 family, __u16 dport)
+{
+	if (filter_pid && pid != filter_pid)
+		return false;
+	if (filter_by_uid && uid != filter_uid)
+		return false;
+	if (filter_family && family != filter_family)
+		return false;
+	if (filter_by_port && !bpf_map_lookup_elem(&ports, &dport))
+		return false;
+	return true;
+}
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	if (now - last_wakeup_ns < wakeup_gap_ns)
+		return BPF_RB_NO_WAKEUP;
+	last_wakeup_ns = now;
+	stat_inc(STAT_WAKEUPS);
+	return BPF_RB_FORCE_WAKEUP;
+}
+
+static __always_inline void emit(const struct event *e)
+{
+	struct event *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+
+	if (!rec) {
+		stat_inc(STAT_LOST_EVENTS);
+		return;
+	}
+	__builtin_memcpy(rec, e, sizeof(*rec));
+	bpf_ringbuf_submit(rec, wakeup_flags());
+}
+
+static __always_inline void count(const struct event *e)
+{
+	struct count_key key = {};
+	__u64 one = 1, *n;
+
+	__builtin_memcpy(key.saddr, e->saddr, sizeof(key.saddr));
+	__builtin_memcpy(key.daddr, e->daddr, sizeof(key.daddr));
+	key.dport = e->dport;
+	key.family = e->family;
+	n = bpf_map_lookup_elem(&counts, &key);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
+		/* Another CPU inserted it meanwhile, or the map is full. */
+		n = bpf_map_lookup_elem(&counts, &key);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			stat_inc(STAT_LOST_COUNTS);
+	}
+}
+
+/* Moment 1: connect() entered the TCP code. The caller has filled
+ * family, daddr and dport; we run in the connecting task. */
+static __always_inline void call_start(struct call *c)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 uid = (__u32)bpf_get_current_uid_gid();
+
+	if (!wanted(id >> 32, uid, c->family, c->dport))
+		return;
+	c->start_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&calls, &id, c, BPF_ANY);
+}
+
+/* Moment 2: the SYN is about to leave. The caller has filled the task
+ * and address fields of e; sk identifies the socket. */
+static __always_inline void syn_sent(__u64 sk, struct event *e)
+{
+	__u64 id = ((__u64)e->pid << 32) | e->tid;
+	struct call *c;
+
+	if (!wanted(e->pid, e->uid, e->family, e->dport))
+		return;
+	c = bpf_map_lookup_elem(&calls, &id);
+	if (c) {
+		c->syn_sent = 1;
+		c->sk = sk;
+	}
+	e->start_ns = bpf_ktime_get_ns();
+	e->kind = EVENT_ATTEMPT;
+	if (count_mode) {
+		count(e);
+		return;
+	}
+	if (track_outcomes) {
+		if (bpf_map_update_elem(&attempts, &sk, e, BPF_ANY))
+			stat_inc(STAT_LOST_ATTEMPTS);
+		return;
+	}
+	emit(e);
+}
+
+/* Moment 3: the attempt a (from map attempts, key sk) ended. */
+static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s32 err)
+{
+	__u64 lat = bpf_ktime_get_ns() - a->start_ns;
+	bool report = true;
+
+	if (only_failed && outcome == OUTCOME_ESTABLISHED)
+		report = false;
+	if (lat < min_latency_ns)
+		report = false;
+	if (report) {
+		a->kind = EVENT_OUTCOME;
+		a->outcome = outcome;
+		a->err = err;
+		a->latency_ns = lat;
+		emit(a);
+	}
+	bpf_map_delete_elem(&attempts, &sk);
+}
+
+/* ---- shared hooks: all backends ---- */
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tcpconnect_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	int oldstate = ctx->oldstate, newstate = ctx->newstate;
+	__u64 sk = (__u64)ctx->skaddr;
+	struct event *a;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+		/* Inside tcp_v{4,6}_connect, in the task: the route gave the
+		 * source address, the port is not picked yet (that comes after
+		 * the state change, in inet_hash_connect). Keep the address for
+		 * a connect() that fails before the SYN (no free port). */
+		__u64 id = bpf_get_current_pid_tgid();
+		struct call *c = bpf_map_lookup_elem(&calls, &id);
+
+		if (!c)
+			return 0;
+		c->sk = sk;
+		/* A helper, not a copy: the verifier refuses loads through a
+		 * tracepoint ctx pointer that was offset. */
+		if (ctx->family == AF_INET)
+			bpf_probe_read_kernel(c->saddr, 4, ctx->saddr);
+		else
+			bpf_probe_read_kernel(c->saddr, 16, ctx->saddr_v6);
+		c->sport = ctx->sport;
+		return 0;
+	}
+
+	if (!track_outcomes || oldstate != TCP_SYN_SENT)
+		return 0;
+	a = bpf_map_lookup_elem(&attempts, &sk);
+	if (!a)
+		return 0;
+	if (newstate == TCP_ESTABLISHED) {
+		finish(sk, a, OUTCOME_ESTABLISHED, 0);
+	} else if (newstate == TCP_CLOSE) {
+		/* tcp_reset (RST: ECONNREFUSED), tcp_write_err (ETIMEDOUT, or
+		 * the soft ICMP error) and tcp_v4_err set sk_err before
+		 * tcp_done(); a close by the application leaves it 0. */
+		int err = BPF_CORE_READ((struct sock *)sk, sk_err);
+
+		finish(sk, a, err ? OUTCOME_FAILED : OUTCOME_CLOSED, err);
+	}
+	return 0;
+}
+
+/* The format of syscalls:sys_exit_connect (stable ABI of the tracepoint). */
+struct sys_exit_ctx {
+	__u64 common;
+	int nr;
+	long ret;
+};
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tcpconnect_connect_enter(void *ctx)
+{
+	/* Forget a call left by a path that never reached sys_exit_connect
+	 * (TCP Fast Open runs the connect hooks from sendmsg). */
+	__u64 id = bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&calls, &id);
+	return 0;
+}
+
+static __always_inline bool still_connecting(int err)
+{
+	/* connect() gave up waiting but the handshake goes on. */
+	return err == EINPROGRESS || err == EALREADY || err == EINTR || err == EAGAIN ||
+	       (err >= ERESTARTSYS && err <= ERESTART_RESTARTBLOCK);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int tcpconnect_connect_exit(struct sys_exit_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	int err = -(int)ctx->ret;
+	struct event e = {};
+
+	if (!c)
+		return 0;
+	if (ctx->ret == 0 || still_connecting(err))
+		goto out;
+
+	if (c->syn_sent) {
+		/* The SYN left. If the attempt is still open, connect() learned
+		 * its fate from a soft error (ICMP unreachable kept while the
+		 * socket was owned by the user): the socket stays in SYN_SENT
+		 * until closed, and then closes with no sk_err. */
+		__u64 sk = c->sk;
+		struct event *a;
+
+		if (track_outcomes) {
+			a = bpf_map_lookup_elem(&attempts, &sk);
+			if (a)
+				finish(sk, a, OUTCOME_FAILED, err);
+		}
+		goto out;
+	}
+
+	/* connect() failed before any SYN: report it now. */
+	e.start_ns = c->start_ns;
+	e.latency_ns = bpf_ktime_get_ns() - c->start_ns;
+	__builtin_memcpy(e.saddr, c->saddr, sizeof(e.saddr));
+	__builtin_memcpy(e.daddr, c->daddr, sizeof(e.daddr));
+	e.sport = c->sport;
+	e.dport = c->dport;
+	e.family = c->family;
+	e.pid = id >> 32;
+	e.tid = (__u32)id;
+	e.uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(e.comm, sizeof(e.comm));
+	e.kind = EVENT_OUTCOME;
+	e.outcome = OUTCOME_SYNC_FAILED;
+	e.err = err;
+	if (count_mode)
+		count(&e);
+	else if (!(min_latency_ns && e.latency_ns < min_latency_ns))
+		emit(&e);
+out:
+	bpf_map_delete_elem(&calls, &id);
+	return 0;
+}
+
+/* ---- backend "sockops": cgroup connect hooks + sockops (no kprobes) ---- */
+
+static __always_inline int sock_addr_call(struct bpf_sock_addr *ctx, __u16 family)
+{
+	struct call c = {};
+	__u64 id;
+
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP) {
+		/* A UDP connect() of this thread must not meet a stale TCP call. */
+		id = bpf_get_current_pid_tgid();
+		bpf_map_delete_elem(&calls, &id);
+		return 1;
+	}
+	c.family = family;
+	c.dport = bpf_ntohs((__u16)ctx->user_port);
+	if (family == AF_INET) {
+		__u32 a4 = ctx->user_ip4;
+
+		__builtin_memcpy(c.daddr, &a4, 4);
+	} else {
+		__u32 a6[4];
+
+		a6[0] = ctx->user_ip6[0];
+		a6[1] = ctx->user_ip6[1];
+		a6[2] = ctx->user_ip6[2];
+		a6[3] = ctx->user_ip6[3];
+		__builtin_memcpy(c.daddr, a6, 16);
+	}
+	call_start(&c);
+	return 1; /* never deny: we only watch */
+}
+
+SEC("cgroup/connect4")
+int tcpconnect_connect4(struct bpf_sock_addr *ctx)
+{
+	return sock_addr_call(ctx, AF_INET);
+}
+
+SEC("cgroup/connect6")
+int tcpconnect_connect6(struct bpf_sock_addr *ctx)
+{
+	return sock_addr_call(ctx, AF_INET6);
+}
+
+SEC("sockops")
+int tcpconnect_sockops(struct bpf_sock_ops *ctx)
+{
+	struct task_struct *task;
+	struct event e = {};
+	__u64 sk;
+
+	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	sk = (__u64)ctx->sk;
+	if (!sk)
+		return 1;
+
+	/* TCP_CONNECT_CB runs in the connecting task (tcp_connect from
+	 * connect() or sendmsg), but 6.1 refuses bpf_get_current_pid_tgid and
+	 * 6.12 bpf_get_current_comm here; the task's BTF works everywhere. */
+	task = bpf_get_current_task_btf();
+	e.pid = task->tgid;
+	e.tid = task->pid;
+	e.uid = task->cred->uid.val;
+	__builtin_memcpy(e.comm, task->comm, sizeof(e.comm));
+
+	e.family = ctx->family;
+	if (e.family == AF_INET) {
+		__u32 s4 = ctx->local_ip4, d4 = ctx->remote_ip4;
+
+		__builtin_memcpy(e.saddr, &s4, 4);
+		__builtin_memcpy(e.daddr, &d4, 4);
+	} else {
+		__u32 s6[4], d6[4];
+
+		s6[0] = ctx->local_ip6[0];
+		s6[1] = ctx->local_ip6[1];
+		s6[2] = ctx->local_ip6[2];
+		s6[3] = ctx->local_ip6[3];
+		d6[0] = ctx->remote_ip6[0];
+		d6[1] = ctx->remote_ip6[1];
+		d6[2] = ctx->remote_ip6[2];
+		d6[3] = ctx->remote_ip6[3];
+		__builtin_memcpy(e.saddr, s6, 16);
+		__builtin_memcpy(e.daddr, d6, 16);
+	}
+	/* local_port is in host order; remote_port is the network-order
+	 * port in the upper 16 bits (sock_ops_convert_ctx_access). */
+	e.sport = (__u16)ctx->local_port;
+	e.dport = (__u16)bpf_ntohl(ctx->remote_port);
+	syn_sent(sk, &e);
+	return 1;
+}
+
+/* ---- backends "fentry" and "kprobe": the TCP functions themselves ---- */
+
+static __always_inline void stream_connect(struct socket *sock, struct sockaddr *uaddr)
+{
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	struct call c = {};
+	__u16 family;
+
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
+	    BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
+		return;
+	family = BPF_CORE_READ(uaddr, sa_family);
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)uaddr;
+
+		bpf_probe_read_kernel(c.daddr, 4, &in->sin_addr);
+		c.dport = bpf_ntohs(BPF_CORE_READ(in, sin_port));
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)uaddr;
+
+		bpf_probe_read_kernel(c.daddr, 16, &in6->sin6_addr);
+		c.dport = bpf_ntohs(BPF_CORE_READ(in6, sin6_port));
+	} else {
+		return;
+	}
+	/* The attempt belongs to the socket's family: an IPv6 socket
+	 * dialling ::ffff:a.b.c.d is IPv6 to the tool, as to ss. */
+	c.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (c.family == AF_INET6 && family == AF_INET)
+		return; /* EAFNOSUPPORT in tcp_v6_connect: not an attempt */
+	call_start(&c);
+}
+
+static __always_inline void tcp_connect_sk(struct sock *sk)
+{
+	struct event e = {};
+	__u64 id = bpf_get_current_pid_tgid();
+
+	e.pid = id >> 32;
+	e.tid = (__u32)id;
+	e.uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(e.comm, sizeof(e.comm));
+	e.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (e.family == AF_INET) {
+		BPF_CORE_READ_INTO(&e.saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(&e.daddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&e.saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&e.daddr, sk, __sk_common.skc_v6_daddr);
+	}
+	e.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	syn_sent((__u64)sk, &e);
+}
+
+SEC("fentry/inet_stream_connect")
+int BPF_PROG(tcpconnect_fentry_stream_connect, struct socket *sock, struct sockaddr *uaddr)
+{
+	stream_connect(sock, uaddr);
+	return 0;
+}
+
+SEC("fentry/tcp_connect")
+int BPF_PROG(tcpconnect_fentry_tcp_connect, struct sock *sk)
+{
+	tcp_connect_sk(sk);
+	return 0;
+}
+
+SEC("kprobe/inet_stream_connect")
+int BPF_KPROBE(tcpconnect_kprobe_stream_connect, struct socket *sock, struct sockaddr *uaddr)
+{
+	stream_connect(sock, uaddr);
+	return 0;
+}
+
+SEC("kprobe/tcp_connect")
+int BPF_KPROBE(tcpconnect_kprobe_tcp_connect, struct sock *sk)
+{
+	tcp_connect_sk(sk);
+	return 0;
+}

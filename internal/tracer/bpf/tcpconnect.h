@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The contract between the BPF programs and the Go side. Go gets these
+ * types from bpf2go (-type event, -type count_key), so they are defined
+ * only here. Fixed-width fields, explicit padding, addresses in network
+ * order, ports in host order.
+ */
+#ifndef TCPCONNECT_H
+#define TCPCONNECT_H
+
+#define TASK_COMM_LEN 16
+
+/* What a record on the ring buffer says. */
+enum event_kind {
+	/* The SYN is about to leave: the attempt has its source port. */
+	EVENT_ATTEMPT = 1,
+	/* The attempt ended (or connect() failed before any SYN was sent). */
+	EVENT_OUTCOME = 2,
+};
+
+/* How an attempt ended, as the kernel saw it. User space turns this and
+ * the errno into the documented RESULT vocabulary. */
+enum outcome {
+	OUTCOME_NONE = 0,
+	/* SYN_SENT -> ESTABLISHED. */
+	OUTCOME_ESTABLISHED = 1,
+	/* SYN_SENT -> CLOSE with sk_err, or connect() returned an error
+	 * after the SYN was sent (err holds the errno). */
+	OUTCOME_FAILED = 2,
+	/* SYN_SENT -> CLOSE with no error: closed before the answer. */
+	OUTCOME_CLOSED = 3,
+	/* connect() failed before any SYN was sent (err holds the errno). */
+	OUTCOME_SYNC_FAILED = 4,
+};
+
+struct event {
+	/* CLOCK_MONOTONIC ns when the attempt started: the SYN, or the
+	 * connect() call for attempts that failed before any SYN. */
+	__u64 start_ns;
+	/* Outcome records: start to outcome, in ns. */
+	__u64 latency_ns;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 pid; /* tgid */
+	__u32 tid;
+	__u32 uid;
+	__s32 err; /* positive errno of a failed outcome, else 0 */
+	__u16 sport;
+	__u16 dport;
+	__u16 family; /* AF_INET or AF_INET6: the socket's family */
+	__u8 kind;    /* enum event_kind */
+	__u8 outcome; /* enum outcome */
+	char comm[TASK_COMM_LEN];
+};
+
+/* Key of the in-kernel counts of -c. */
+struct count_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 dport;
+	__u16 family;
+	__u32 _pad;
+};
+
+/* Indexes of the per-CPU stats array. */
+enum stat_index {
+	/* A record could not be reserved on the full ring buffer. */
+	STAT_LOST_EVENTS = 0,
+	/* An attempt could not be remembered (attempts map full): its
+	 * outcome will not be reported. */
+	STAT_LOST_ATTEMPTS = 1,
+	/* A new (source, destination, port) could not be counted (-c). */
+	STAT_LOST_COUNTS = 2,
+	/* Wakeups of the reader that the programs forced. */
+	STAT_WAKEUPS = 3,
+	STAT_MAX = 4,
+};
+
+#endif /* TCPCONNECT_H */

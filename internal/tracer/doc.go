@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package tracer owns every BPF object of tcpconnect: it loads the
+// programs of one backend, attaches them, reads the ring buffer and
+// decodes its records into Events.
+//
+// An attempt is seen at three moments (see bpf/tcpconnect.bpf.c):
+// connect() entering the TCP code, the SYN about to leave (the source port
+// is chosen, we run in the connecting task), and the outcome. Backends
+// differ only in how the first two are hooked:
+//
+//	backend  connect() entry              SYN                      kernel needs
+//	fentry   fentry/inet_stream_connect   fentry/tcp_connect       BTF, BPF trampolines (5.5+)
+//	kprobe   kprobe/inet_stream_connect   kprobe/tcp_connect       BTF (CO-RE), CONFIG_KPROBES
+//	sockops  cgroup/connect4, connect6    sockops TCP_CONNECT_CB   BTF, cgroup v2 mounted
+//
+// All of them share tracepoint sock/inet_sock_set_state (outcomes) and
+// syscalls/sys_{enter,exit}_connect (connect()'s own error), and a ring
+// buffer. Auto tries fentry, then kprobe, then sockops, attaching for
+// real, because a kernel can list a feature and still refuse it (these
+// project machines refuse trampolines with EPERM and have no kprobes).
+package tracer

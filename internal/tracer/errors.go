@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Capability bits (linux/capability.h); x/sys/unix has no names for the
+// newer two.
+const (
+	capNetAdmin = 12
+	capSysAdmin = 21
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// CheckPrivileges returns an error naming the capabilities that are
+// missing to load and attach the programs, or nil.
+func CheckPrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("reading capabilities: %w", err)
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	var missing []string
+	if !has(capBPF) && !has(capSysAdmin) {
+		missing = append(missing, "CAP_BPF")
+	}
+	if !has(capPerfmon) && !has(capSysAdmin) {
+		missing = append(missing, "CAP_PERFMON")
+	}
+	if !has(capNetAdmin) {
+		missing = append(missing, "CAP_NET_ADMIN")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("not enough privileges: missing %s (run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// checkKernel reports the kernel requirements that every backend shares.
+func checkKernel() error {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return errors.New("kernel BTF not found at /sys/kernel/btf/vmlinux: this kernel lacks CONFIG_DEBUG_INFO_BTF, which tcpconnect needs (Linux 5.8 or newer built with BTF)")
+	}
+	return nil
+}
+
+// explain turns the kernel's terse errors into what the user can act on.
+func explain(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		if perr := CheckPrivileges(); perr != nil {
+			return perr
+		}
+	}
+	return err
+}
+
+// verboseError renders err with the full verifier log, if there is one.
+func verboseError(err error) string {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Sprintf("%+v", err)
+	}
+	return err.Error()
+}
+
+// rawEvent views a generated event struct as the bytes the ring buffer
+// would carry, so decode serves both paths.
+func rawEvent(e *tcpconnectEvent) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(e)), unsafe.Sizeof(*e))
+}
+
+// withTracefs runs attach with tracefs mounted: tracepoint IDs are read
+// from it, and some hosts (these project machines) do not mount it at
+// boot. A tracefs that we mounted is unmounted again once the links
+// exist, because they no longer need it and nothing of ours may outlive
+// the tool.
+func withTracefs(logf func(string, ...any), attach func() error) error {
+	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
+		if _, err := os.Stat(p); err == nil {
+			return attach()
+		}
+	}
+	const dir = "/sys/kernel/tracing"
+	if err := unix.Mount("nodev", dir, "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w", dir, err)
+	}
+	logf("mounted tracefs at %s to look up tracepoints; unmounting it after attach", dir)
+	err := attach()
+	if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
+		logf("unmounting %s: %v", dir, uerr)
+	}
+	return err
+}

@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+)
+
+// Config says what to trace and how. The zero value traces every attempt
+// with the auto backend.
+type Config struct {
+	Backend Backend
+	// Filters, applied in the kernel.
+	PID    uint32 // 0: any
+	UID    int64  // -1: any
+	Family event.Family
+	Ports  []uint16 // destination ports; empty: any
+
+	// Outcomes makes the tracer report each attempt once its outcome is
+	// known (and remember attempts in the kernel until then).
+	Outcomes bool
+	// OnlyFailed and MinLatency filter outcomes (with Outcomes).
+	OnlyFailed bool
+	MinLatency time.Duration
+	// Count makes the kernel count attempts instead of sending records.
+	Count bool
+
+	// BufferSize is the ring buffer's size in bytes: a power of two, a
+	// multiple of the page size. 0: 4 MiB.
+	BufferSize int
+	// MaxPending bounds the attempts remembered at once (Outcomes).
+	MaxPending int
+	// WakeupGap is the least time between two reader wakeups that the
+	// kernel forces. 0: 5 ms.
+	WakeupGap time.Duration
+
+	// CgroupPath is where the sockops backend attaches; "": the cgroup
+	// v2 mount.
+	CgroupPath string
+	// Logf, if set, receives what the tracer decided and why (-v).
+	Logf func(format string, args ...any)
+}
+
+// DefaultBufferSize is the ring buffer size when Config.BufferSize is 0.
+const DefaultBufferSize = 4 << 20
+
+// Tracer is the loaded and attached BPF side.
+type Tracer struct {
+	cfg     Config
+	backend Backend
+	objs    *loaded
+	reader  *ringbuf.Reader
+	clock   clock
+	// Start is CLOCK_MONOTONIC ns when the tracer was attached.
+	start uint64
+}
+
+// Open loads and attaches the programs. Close releases everything.
+func Open(cfg Config) (*Tracer, error) {
+	if cfg.Backend == "" {
+		cfg.Backend = BackendAuto
+	}
+	if cfg.BufferSize == 0 {
+		cfg.BufferSize = DefaultBufferSize
+	}
+	if cfg.MaxPending == 0 {
+		cfg.MaxPending = 65536
+	}
+	if cfg.WakeupGap == 0 {
+		cfg.WakeupGap = 5 * time.Millisecond
+	}
+	if cfg.CgroupPath == "" {
+		cfg.CgroupPath = CgroupV2Mount()
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if err := checkKernel(); err != nil {
+		return nil, err
+	}
+
+	spec, err := loadTcpconnect()
+	if err != nil {
+		return nil, err
+	}
+	if err := configure(spec, cfg); err != nil {
+		return nil, err
+	}
+
+	order := []Backend{cfg.Backend}
+	if cfg.Backend == BackendAuto {
+		order = Backends
+	}
+	var objs *loaded
+	var chosen Backend
+	var failures []error
+	err = withTracefs(logf, func() error {
+		for _, b := range order {
+			objs, err = load(spec, b, cfg.CgroupPath, nil)
+			if err == nil {
+				chosen = b
+				return nil
+			}
+			err = fmt.Errorf("backend %s: %w", b, err)
+			failures = append(failures, err)
+			logf("%s", verboseError(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if objs == nil {
+		if cfg.Backend != BackendAuto {
+			return nil, explain(failures[0])
+		}
+		return nil, explain(fmt.Errorf("no backend works on this kernel: %w", errors.Join(failures...)))
+	}
+	logf("backend %s attached", chosen)
+
+	if len(cfg.Ports) > 0 {
+		one := uint8(1)
+		for _, p := range cfg.Ports {
+			if err := objs.shared.Ports.Put(p, one); err != nil {
+				objs.Close()
+				return nil, fmt.Errorf("filling the port filter: %w", err)
+			}
+		}
+	}
+	rd, err := ringbuf.NewReader(objs.shared.Events)
+	if err != nil {
+		objs.Close()
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	c := newClock()
+	return &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now()}, nil
+}
+
+// configure sets the filters and sizes in spec before load.
+func configure(spec *ebpf.CollectionSpec, cfg Config) error {
+	if cfg.BufferSize <= 0 || cfg.BufferSize&(cfg.BufferSize-1) != 0 || cfg.BufferSize%os.Getpagesize() != 0 {
+		return fmt.Errorf("buffer size %d is not a power of two multiple of the page size (%d)", cfg.BufferSize, os.Getpagesize())
+	}
+	spec.Maps["events"].MaxEntries = uint32(cfg.BufferSize)
+	spec.Maps["attempts"].MaxEntries = uint32(cfg.MaxPending)
+	if len(cfg.Ports) > int(spec.Maps["ports"].MaxEntries) {
+		return fmt.Errorf("at most %d ports can be filtered", spec.Maps["ports"].MaxEntries)
+	}
+	family := uint16(0)
+	switch cfg.Family {
+	case event.FamilyIPv4:
+		family = afInet
+	case event.FamilyIPv6:
+		family = afInet6
+	}
+	vars := map[string]any{
+		"filter_pid":     cfg.PID,
+		"filter_uid":     uint32(max(cfg.UID, 0)),
+		"filter_by_uid":  cfg.UID >= 0,
+		"filter_family":  family,
+		"filter_by_port": len(cfg.Ports) > 0,
+		"track_outcomes": cfg.Outcomes && !cfg.Count,
+		"count_mode":     cfg.Count,
+		"only_failed":    cfg.OnlyFailed,
+		"min_latency_ns": uint64(cfg.MinLatency),
+		"wakeup_gap_ns":  uint64(cfg.WakeupGap),
+	}
+	for name, v := range vars {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Backend returns the backend that was attached.
+func (t *Tracer) Backend() Backend { return t.backend }
+
+// StartMono returns CLOCK_MONOTONIC ns when tracing started.
+func (t *Tracer) StartMono() uint64 { return t.start }
+
+// Sink receives decoded events. Event's argument is reused for the next
+// record: copy what must outlive the call. Flush is called whenever the
+// ring buffer has been drained, so output can be written in batches.
+type Sink interface {
+	Event(*event.Event) error
+	Flush() error
+}
+
+// Reader timing. A record usually wakes the reader at once (see
+// wakeup_gap_ns in the BPF code); records submitted without a wakeup are
+// picked up by a short fallback timer while records keep coming. At idle
+// the timer backs off, so an idle tracer does not spin.
+const (
+	activePoll = 10 * time.Millisecond
+	idlePoll   = time.Second
+)
+
+// Run reads records until ctx is done (then it drains what is left) or
+// sink returns an error.
+func (t *Tracer) Run(ctx context.Context, sink Sink) error {
+	stop := context.AfterFunc(ctx, func() {
+		// Wakes a ReadInto blocked in epoll; SetDeadline would not.
+		_ = t.reader.Flush()
+	})
+	defer stop()
+
+	var (
+		rec    ringbuf.Record
+		ev     event.Event
+		active bool // records seen since the last timeout
+	)
+	t.reader.SetDeadline(time.Now().Add(idlePoll))
+	for {
+		err := t.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if derr := decode(rec.RawSample, t.clock, &ev); derr != nil {
+				return derr
+			}
+			if err := sink.Event(&ev); err != nil {
+				return err
+			}
+			if !active {
+				active = true
+				t.reader.SetDeadline(time.Now().Add(activePoll))
+			}
+			if t.reader.AvailableBytes() == 0 {
+				if err := sink.Flush(); err != nil {
+					return err
+				}
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if err := sink.Flush(); err != nil {
+				return err
+			}
+			poll := idlePoll
+			if active {
+				poll = activePoll
+			}
+			active = false
+			t.reader.SetDeadline(time.Now().Add(poll))
+		case errors.Is(err, ringbuf.ErrFlushed):
+			if ctx.Err() != nil {
+				return sink.Flush()
+			}
+		case errors.Is(err, ringbuf.ErrClosed):
+			return sink.Flush()
+		default:
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+	}
+}
+
+// Stats are the kernel's counters.
+type Stats struct {
+	LostEvents   uint64 // records dropped: ring buffer full
+	LostAttempts uint64 // attempts not remembered: too many pending
+	LostCounts   uint64 // attempts not counted: count map full
+	Wakeups      uint64 // reader wakeups forced by the programs
+}
+
+// Stats sums the per-CPU counters.
+func (t *Tracer) Stats() (Stats, error) {
+	var s Stats
+	for i, dst := range []*uint64{&s.LostEvents, &s.LostAttempts, &s.LostCounts, &s.Wakeups} {
+		var perCPU []uint64
+		if err := t.objs.shared.Stats.Lookup(uint32(i), &perCPU); err != nil {
+			return s, fmt.Errorf("reading stats: %w", err)
+		}
+		for _, v := range perCPU {
+			*dst += v
+		}
+	}
+	return s, nil
+}
+
+// Pending returns the attempts still waiting for an answer (Outcomes
+// mode), as KindPending events with their latency so far.
+func (t *Tracer) Pending() ([]event.Event, error) {
+	var (
+		key uint64
+		val tcpconnectEvent
+		out []event.Event
+	)
+	now := t.clock.now()
+	it := t.objs.shared.Attempts.Iterate()
+	for it.Next(&key, &val) {
+		raw := rawEvent(&val)
+		var e event.Event
+		if err := decode(raw, t.clock, &e); err != nil {
+			return out, err
+		}
+		e.Kind = event.KindPending
+		e.Result = event.ResultPending
+		e.Latency = time.Duration(now - e.Mono)
+		if e.Latency < t.cfg.MinLatency {
+			continue
+		}
+		out = append(out, e)
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("reading pending attempts: %w", err)
+	}
+	return out, nil
+}
+
+// Counts returns the in-kernel counts (Count mode).
+func (t *Tracer) Counts() ([]event.Count, error) {
+	var (
+		key tcpconnectCountKey
+		val uint64
+		out []event.Count
+	)
+	it := t.objs.shared.Counts.Iterate()
+	for it.Next(&key, &val) {
+		c := event.Count{Dport: key.Dport, Connects: val}
+		switch key.Family {
+		case afInet:
+			c.Family = event.FamilyIPv4
+			c.Saddr = netip.AddrFrom4([4]byte(key.Saddr[:4]))
+			c.Daddr = netip.AddrFrom4([4]byte(key.Daddr[:4]))
+		default:
+			c.Family = event.FamilyIPv6
+			c.Saddr = netip.AddrFrom16(key.Saddr)
+			c.Daddr = netip.AddrFrom16(key.Daddr)
+		}
+		out = append(out, c)
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("reading counts: %w", err)
+	}
+	return out, nil
+}
+
+// Close detaches and unloads everything. Safe to call twice.
+func (t *Tracer) Close() error {
+	var errs []error
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+		t.reader = nil
+	}
+	if t.objs != nil {
+		errs = append(errs, t.objs.Close())
+		t.objs = nil
+	}
+	return errors.Join(errs...)
+}
