@@ -26,14 +26,18 @@ type options struct {
 	verbose bool
 }
 
-// errUsage marks errors that are the user's input: exit code 2.
-type errUsage struct{ err error }
+// errUsage marks errors that are the user's input: exit code 2. usage is
+// the help text to print after the error line.
+type errUsage struct {
+	err   error
+	usage string
+}
 
 func (e errUsage) Error() string { return e.err.Error() }
 func (e errUsage) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error {
-	return errUsage{fmt.Errorf(format, args...)}
+	return errUsage{err: fmt.Errorf(format, args...)}
 }
 
 // errHelp means -h was asked for: usage on stdout, exit 0.
@@ -57,8 +61,9 @@ Options:
 `
 
 // parseFlags turns args (without the program name) into options. Usage
-// errors come back as errUsage; usage text goes to usageOut.
-func parseFlags(args []string, usageOut io.Writer) (*options, error) {
+// errors come back as errUsage, carrying the usage text; -h writes it to
+// helpOut.
+func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs := pflag.NewFlagSet("tcpconnect", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
@@ -95,26 +100,28 @@ func parseFlags(args []string, usageOut io.Writer) (*options, error) {
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr which backend was chosen and why others were not")
 	fs.BoolVarP(&help, "help", "h", false, "show this help")
 
-	printUsage := func() {
-		fmt.Fprint(usageOut, usageHead)
-		fmt.Fprint(usageOut, fs.FlagUsages())
+	usage := usageHead + fs.FlagUsages()
+	withUsage := func(err error) error {
+		var u errUsage
+		if !errors.As(err, &u) {
+			u = errUsage{err: err}
+		}
+		u.usage = usage
+		return u
 	}
 	if err := fs.Parse(args); err != nil {
-		printUsage()
-		return nil, errUsage{err}
+		return nil, withUsage(err)
 	}
 	if help {
-		printUsage()
+		fmt.Fprint(helpOut, usage)
 		return nil, errHelp
 	}
 	if fs.NArg() > 0 {
-		printUsage()
-		return nil, usagef("unexpected argument %q", fs.Arg(0))
+		return nil, withUsage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	err := o.fill(pid, ports, uid, ipv4, ipv6, backend, bufSize, maxPending, failed, minLatency)
 	if err != nil {
-		printUsage()
-		return nil, err
+		return nil, withUsage(err)
 	}
 	return &o, nil
 }
@@ -155,12 +162,12 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 	}
 	b, err := tracer.ParseBackend(backend)
 	if err != nil {
-		return errUsage{err}
+		return errUsage{err: err}
 	}
 	c.Backend = b
 	size, err := parseSize(bufSize)
 	if err != nil {
-		return errUsage{err}
+		return errUsage{err: err}
 	}
 	c.BufferSize = size
 	if maxPending < 1 {

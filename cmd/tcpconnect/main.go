@@ -27,12 +27,13 @@ func main() {
 
 // realMain returns the exit code: 0 done, 1 runtime error, 2 usage error.
 func realMain(args []string, stdout, stderr io.Writer) int {
-	opts, err := parseFlags(args, stderr)
+	opts, err := parseFlags(args, stdout)
 	if errors.Is(err, errHelp) {
 		return 0
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "tcpconnect: %v\n", err)
+	var usage errUsage
+	if errors.As(err, &usage) {
+		fmt.Fprintf(stderr, "tcpconnect: %v\n\n%s", err, usage.usage)
 		return 2
 	}
 	// A closed stdout must end the run cleanly, not kill it.
@@ -84,6 +85,10 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer t.Close()
+	if o.verbose {
+		progs, links := t.Attached()
+		cfg.Logf("program IDs %v, link IDs %v", progs, links)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

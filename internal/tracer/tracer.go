@@ -360,3 +360,24 @@ func (t *Tracer) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Attached returns the kernel IDs of the programs and links this tracer
+// holds, so that -v can name them and tests can check they are gone
+// after exit.
+func (t *Tracer) Attached() (progs, links []uint32) {
+	for _, c := range t.objs.closers {
+		if p, ok := c.(*ebpf.Program); ok {
+			if info, err := p.Info(); err == nil {
+				if id, ok := info.ID(); ok {
+					progs = append(progs, uint32(id))
+				}
+			}
+		}
+	}
+	for _, l := range t.objs.links {
+		if info, err := l.Info(); err == nil {
+			links = append(links, uint32(info.ID))
+		}
+	}
+	return progs, links
+}

@@ -1,0 +1,384 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/tcpconnect/tcpconnect/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	testutil.RunChildIfRequested()
+	os.Exit(m.Run())
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the command once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tcpconnect-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		// Others may run it: TestNotRoot runs it as nobody.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tcpconnect")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is a running tcpconnect.
+type proc struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	stderr *syncBuffer
+	progs  []uint32
+	links  []uint32
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var idsRE = regexp.MustCompile(`program IDs \[([0-9 ]*)\], link IDs \[([0-9 ]*)\]`)
+
+// startTool runs the binary with -v and args and waits until it says it
+// is tracing.
+func startTool(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"-v"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &syncBuffer{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			p.lines <- s.Text()
+		}
+		close(p.lines)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.stderr.String(), "Hit Ctrl-C to end.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpconnect did not start: %s", p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m := idsRE.FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		t.Fatalf("no program IDs in -v output: %s", p.stderr.String())
+	}
+	p.progs, p.links = parseIDs(m[1]), parseIDs(m[2])
+	if len(p.progs) == 0 || len(p.links) == 0 {
+		t.Fatalf("nothing attached? %s", p.stderr.String())
+	}
+	return p
+}
+
+func parseIDs(s string) []uint32 {
+	var ids []uint32
+	for _, f := range strings.Fields(s) {
+		n, _ := strconv.ParseUint(f, 10, 32)
+		ids = append(ids, uint32(n))
+	}
+	return ids
+}
+
+// waitLine returns the first output line containing all of want.
+func (p *proc) waitLine(t *testing.T, want ...string) string {
+	t.Helper()
+	timeout := time.After(3 * time.Second)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("output ended before a line with %q; stderr: %s", want, p.stderr.String())
+			}
+			match := true
+			for _, w := range want {
+				match = match && strings.Contains(l, w)
+			}
+			if match {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no line with %q; stderr: %s", want, p.stderr.String())
+		}
+	}
+}
+
+// stop signals the tool and checks it exits 0 and leaves nothing in the
+// kernel.
+func (p *proc) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("tcpconnect exited with %v after %v; stderr: %s", err, sig, p.stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("tcpconnect did not exit after %v", sig)
+	}
+	p.checkDetached(t)
+}
+
+func (p *proc) checkDetached(t *testing.T) {
+	t.Helper()
+	for _, id := range p.progs {
+		if prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
+			prog.Close()
+			t.Errorf("program %d still loaded after exit", id)
+		}
+	}
+	for _, id := range p.links {
+		if l, err := link.NewFromID(link.ID(id)); err == nil {
+			l.Close()
+			t.Errorf("link %d still attached after exit", id)
+		}
+	}
+}
+
+func listener(t *testing.T, addr string) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func TestTableEndToEnd(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ap := listener(t, "127.0.0.1:0")
+	p := startTool(t, "-U", "-P", strconv.Itoa(int(ap.Port())))
+	header := p.waitLine(t, "PID", "COMM", "SADDR", "SPORT", "DADDR", "DPORT")
+	if !strings.HasPrefix(header, "TIME     UID    PID") {
+		t.Errorf("header %q", header)
+	}
+	sport, errno := testutil.ConnectRaw(ap)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	line := p.waitLine(t, " "+strconv.Itoa(int(sport))+" ")
+	f := strings.Fields(line)
+	want := []string{"0", strconv.Itoa(os.Getpid()), "", "127.0.0.1", strconv.Itoa(int(sport)), "127.0.0.1", strconv.Itoa(int(ap.Port()))}
+	if len(f) != 8 {
+		t.Fatalf("line %q", line)
+	}
+	for i, w := range want {
+		if w != "" && f[i+1] != w {
+			t.Errorf("column %d of %q is %q, want %q", i+1, line, f[i+1], w)
+		}
+	}
+	if _, err := time.Parse(time.TimeOnly, f[0]); err != nil {
+		t.Errorf("TIME %q: %v", f[0], err)
+	}
+	p.stop(t, syscall.SIGINT)
+	if !strings.Contains(p.stderr.String(), "events printed, 0 lost") {
+		t.Errorf("no loss summary at exit: %s", p.stderr.String())
+	}
+}
+
+func TestJSONEndToEnd(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ap := listener(t, "[::1]:0")
+	p := startTool(t, "--json", "-6")
+	sport, errno := testutil.ConnectRaw(ap)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	line := p.waitLine(t, fmt.Sprintf(`"sport":%d,`, sport))
+	var m map[string]any
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		t.Fatalf("%q: %v", line, err)
+	}
+	for k, v := range map[string]any{
+		"pid": float64(os.Getpid()), "uid": 0.0, "family": "ipv6", "saddr": "::1", "daddr": "::1",
+		"sport": float64(sport), "dport": float64(ap.Port()),
+	} {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v (%s)", k, m[k], v, line)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339Nano, m["time"].(string)); err != nil {
+		t.Errorf("time: %v", err)
+	}
+	if m["backend"] == "" || m["tid"] == nil || m["comm"] == "" {
+		t.Errorf("missing keys in %s", line)
+	}
+	p.stop(t, syscall.SIGTERM)
+}
+
+func TestHostileCommIsEscaped(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ap := listener(t, "127.0.0.1:0")
+	for _, format := range []string{"table", "json"} {
+		t.Run(format, func(t *testing.T) {
+			args := []string{"-P", strconv.Itoa(int(ap.Port()))}
+			if format == "json" {
+				args = append(args, "--json")
+			}
+			p := startTool(t, args...)
+			child := testutil.ConnectFromChild(t, ap, testutil.ChildOptions{Comm: "\x1b[31mev\nil\a"})
+			line := p.waitLine(t, strconv.Itoa(child.PID))
+			if strings.ContainsAny(line, "\x1b\a") {
+				t.Errorf("raw control characters in %q", line)
+			}
+			want := `\x1b[31mev\x0ail\x07`
+			if format == "json" {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatal(err)
+				}
+				if m["comm"] != want {
+					t.Errorf("comm %q, want %q", m["comm"], want)
+				}
+			} else if !strings.Contains(line, want) {
+				t.Errorf("line %q lacks %q", line, want)
+			}
+			p.stop(t, syscall.SIGINT)
+		})
+	}
+}
+
+// TestClosedStdout: `tcpconnect | head -1` ends cleanly once head exits.
+func TestClosedStdout(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ap := listener(t, "127.0.0.1:0")
+	cmd := exec.Command(binary(t), "-v", "-P", strconv.Itoa(int(ap.Port())))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	m := idsRE.FindStringSubmatch(waitStderr(t, stderr, "Hit Ctrl-C"))
+	// Like head -1: read one line (the header), then close the pipe.
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.Contains(line, "DPORT") {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	stdout.Close()
+	testutil.ConnectRaw(ap) // an event to write into the closed pipe
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) || err != nil {
+			t.Errorf("exit after closed stdout: %v; stderr: %s", err, stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("tcpconnect kept running after its stdout closed")
+	}
+	p := &proc{progs: parseIDs(m[1]), links: parseIDs(m[2])}
+	p.checkDetached(t)
+}
+
+func waitStderr(t *testing.T, b *syncBuffer, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(b.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q on stderr: %s", want, b.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return b.String()
+}
+
+// TestNotRoot: without privileges, one line naming what is missing.
+func TestNotRoot(t *testing.T) {
+	testutil.RequirePrivileged(t) // to switch to another user
+	cmd := exec.Command(binary(t))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("as nobody: %v, want exit 1; output %q", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "CAP_BPF") {
+		t.Errorf("as nobody: %q, want one line naming CAP_BPF", out)
+	}
+}
+

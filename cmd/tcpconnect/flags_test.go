@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/tracer"
+)
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-p", "abc"}, {"-p", "0"}, {"-P", "70000"}, {"-P", "80,x"}, {"-P", "0"},
+		{"-4", "-6"}, {"-u", "-1"}, {"--backend", "ebpf"}, {"--buffer-size", "3K"},
+		{"--buffer-size", "big"}, {"--nope"}, {"extra"}, {"-c", "-r"}, {"--min-latency", "-1"},
+		{"--max-pending", "0"},
+	} {
+		var out, errb bytes.Buffer
+		code := realMain(args, &out, &errb)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+		first, rest, _ := strings.Cut(errb.String(), "\n")
+		if !strings.HasPrefix(first, "tcpconnect: ") || !strings.Contains(rest, "Usage: tcpconnect") {
+			t.Errorf("%v: stderr %q, want one error line then usage", args, errb.String())
+		}
+		if strings.Contains(errb.String(), "goroutine") || out.Len() != 0 {
+			t.Errorf("%v: stdout %q stderr %q", args, out.String(), errb.String())
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := realMain([]string{"-h"}, &out, &errb); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	if !strings.Contains(out.String(), "--timestamp") {
+		t.Errorf("-h printed %q", out.String())
+	}
+}
+
+func TestFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-tU", "-p", "181", "-P", "80,81", "-u", "1000", "-4", "-L", "--json", "--backend", "sockops", "--buffer-size", "8M"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.tracer
+	if !o.stamp || !o.uidCol || !o.json || c.PID != 181 || c.UID != 1000 || len(c.Ports) != 2 ||
+		c.Ports[0] != 80 || c.Ports[1] != 81 || c.Family != event.FamilyIPv4 ||
+		c.Backend != tracer.BackendSockops || c.BufferSize != 8<<20 || c.Outcomes || c.Count {
+		t.Errorf("parsed %+v", o)
+	}
+	o, err = parseFlags([]string{"--failed", "--min-latency", "2.5"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.results || !o.tracer.Outcomes || !o.tracer.OnlyFailed || o.tracer.MinLatency.Microseconds() != 2500 || o.tracer.UID != -1 {
+		t.Errorf("parsed %+v", o)
+	}
+	o, err = parseFlags([]string{"-c6"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.tracer.Count || o.tracer.Family != event.FamilyIPv6 {
+		t.Errorf("-c6 parsed %+v", o)
+	}
+}

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"golang.org/x/sys/unix"
+)
+
+func sampleEvent() *event.Event {
+	e := &event.Event{
+		Kind:   event.KindAttempt,
+		Time:   time.Date(2026, 11, 29, 17, 41, 2, 123456789, time.Local),
+		Mono:   5_500_000_000,
+		PID:    4123,
+		TID:    4124,
+		UID:    1000,
+		Family: event.FamilyIPv4,
+		Saddr:  netip.MustParseAddr("10.0.2.15"),
+		Daddr:  netip.MustParseAddr("93.184.216.34"),
+		Sport:  48312,
+		Dport:  443,
+	}
+	copy(e.Comm[:], "curl")
+	return e
+}
+
+func render(t *testing.T, p Printer, events ...*event.Event) string {
+	t.Helper()
+	var buf bytes.Buffer
+	switch p := p.(type) {
+	case *Table:
+		p.w.Reset(&buf)
+	case *JSON:
+		p.w.Reset(&buf)
+	}
+	if err := p.Header(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if err := p.Event(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+func TestTableDefault(t *testing.T) {
+	v6 := sampleEvent()
+	v6.Family = event.FamilyIPv6
+	v6.Saddr = netip.MustParseAddr("2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff")
+	v6.Daddr = netip.MustParseAddr("::1")
+	copy(v6.Comm[:], "ssh\x00\x00")
+	got := render(t, NewTable(nil, Options{}), sampleEvent(), v6)
+	want := "" +
+		"TIME     PID     COMM             SADDR                                   SPORT  DADDR                                   DPORT\n" +
+		"17:41:02 4123    curl             10.0.2.15                               48312  93.184.216.34                           443\n" +
+		"17:41:02 4123    ssh              2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff  48312  ::1                                     443\n"
+	if got != want {
+		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+	// Every row's DPORT starts where the header's does, whatever the
+	// address length.
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	col := strings.Index(lines[0], "DPORT")
+	for _, l := range lines[1:] {
+		if l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("DPORT column misaligned in %q", l)
+		}
+	}
+}
+
+func TestTableOptions(t *testing.T) {
+	e := sampleEvent()
+	e.Kind = event.KindOutcome
+	e.Result = event.ResultError
+	e.Errno = unix.EMFILE
+	e.Latency = 1234567 * time.Nanosecond
+	got := render(t, NewTable(nil, Options{Timestamp: true, StartMono: 2_000_000_000, PrintUID: true, Results: true, IPv4Only: true}), e)
+	want := "" +
+		"TIME(s)   UID    PID     COMM             SADDR           SPORT  DADDR           DPORT  LAT(ms)    RESULT\n" +
+		"3.500     1000   4123    curl             10.0.2.15       48312  93.184.216.34   443    1.235      error:EMFILE\n"
+	if got != want {
+		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"curl":             "curl",
+		"a\x1b[31mred":     `a\x1b[31mred`,
+		"tab\there":        `tab\x09here`,
+		"back\\slash":      `back\\slash`,
+		"nl\nfake 1.2.3.4": `nl\x0afake 1.2.3.4`,
+		"caf\xc3\xa9":      "café",
+		"bad\xc3":          `bad\xc3`,
+		"\x7f\x9b":         `\x7f\x9b`,
+	} {
+		if got := string(AppendEscaped(nil, []byte(in))); got != want {
+			t.Errorf("AppendEscaped(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestJSON(t *testing.T) {
+	e := sampleEvent()
+	copy(e.Comm[:], "ev\x1b]0;x\x07\"q\\")
+	out := render(t, NewJSON(nil, Options{Backend: "sockops"}), e)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("invalid JSON %q: %v", out, err)
+	}
+	want := map[string]any{
+		"time": e.Time.UTC().Format(time.RFC3339Nano), "pid": 4123.0, "tid": 4124.0,
+		"comm": `ev\x1b]0;x\x07"q\\`, "uid": 1000.0, "family": "ipv4",
+		"saddr": "10.0.2.15", "sport": 48312.0, "daddr": "93.184.216.34", "dport": 443.0,
+		"backend": "sockops",
+	}
+	if len(m) != len(want) {
+		t.Errorf("keys %v, want %v", m, want)
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, m[k], v)
+		}
+	}
+	if !strings.HasSuffix(m["time"].(string), "Z") || !strings.Contains(m["time"].(string), ".123456789") {
+		t.Errorf("time %q is not RFC 3339 UTC with nanoseconds", m["time"])
+	}
+
+	// With -r the outcome keys are always there; errno is null when none.
+	e.Kind, e.Result, e.Latency = event.KindOutcome, event.ResultEstablished, 1500*time.Microsecond
+	out = render(t, NewJSON(nil, Options{Results: true}), e)
+	m = nil
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["result"] != "established" || m["errno"] != nil || m["latency_us"] != 1500.0 {
+		t.Errorf("outcome keys wrong: %s", out)
+	}
+	if _, ok := m["errno"]; !ok {
+		t.Errorf("errno key missing: %s", out)
+	}
+	e.Result, e.Errno = event.ResultRefused, unix.ECONNREFUSED
+	out = render(t, NewJSON(nil, Options{Results: true}), e)
+	if !strings.Contains(out, `"result":"refused","errno":"ECONNREFUSED"`) {
+		t.Errorf("refused: %s", out)
+	}
+}
+
+func TestCounts(t *testing.T) {
+	a := netip.MustParseAddr("127.0.0.1")
+	counts := []event.Count{
+		{Family: event.FamilyIPv4, Saddr: a, Daddr: a, Dport: 80, Connects: 2},
+		{Family: event.FamilyIPv6, Saddr: netip.IPv6Loopback(), Daddr: netip.IPv6Loopback(), Dport: 22, Connects: 7},
+		{Family: event.FamilyIPv4, Saddr: a, Daddr: a, Dport: 81, Connects: 2},
+	}
+	var buf bytes.Buffer
+	if err := WriteCounts(&buf, counts, false, false); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "SADDR") ||
+		!strings.HasSuffix(lines[1], "22     7") || !strings.HasSuffix(lines[2], "80     2") ||
+		!strings.HasSuffix(lines[3], "81     2") {
+		t.Errorf("counts table:\n%s", buf.String())
+	}
+	buf.Reset()
+	if err := WriteCounts(&buf, counts, true, false); err != nil {
+		t.Fatal(err)
+	}
+	first := strings.SplitN(buf.String(), "\n", 2)[0]
+	if first != `{"family":"ipv6","saddr":"::1","daddr":"::1","dport":22,"connects":7}` {
+		t.Errorf("counts JSON: %s", first)
+	}
+}
+
+// BenchmarkTableEvent and BenchmarkJSONEvent measure the per-event cost
+// of formatting; both must report 0 allocs/op.
+func BenchmarkTableEvent(b *testing.B) {
+	benchPrinter(b, NewTable(discard{}, Options{Results: true}))
+}
+
+func BenchmarkJSONEvent(b *testing.B) {
+	benchPrinter(b, NewJSON(discard{}, Options{Results: true, Backend: "sockops"}))
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func benchPrinter(b *testing.B, p Printer) {
+	e := sampleEvent()
+	e.Kind, e.Result, e.Latency = event.KindOutcome, event.ResultRefused, 42*time.Microsecond
+	e.Errno = unix.ECONNREFUSED
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Event(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = p.Flush()
+}
+
+func TestFormattingDoesNotAllocate(t *testing.T) {
+	e := sampleEvent()
+	e.Result, e.Errno = event.ResultRefused, unix.ECONNREFUSED
+	for name, p := range map[string]Printer{
+		"table": NewTable(discard{}, Options{Results: true}),
+		"json":  NewJSON(discard{}, Options{Results: true}),
+	} {
+		p.Event(e) // grow the buffers once
+		if n := testing.AllocsPerRun(100, func() { _ = p.Event(e) }); n != 0 {
+			t.Errorf("%s: %v allocations per event, want 0", name, n)
+		}
+	}
+}
