@@ -36,9 +36,14 @@ var (
 	buildErr  error
 )
 
-// binary builds the command once per test run.
+// binary builds the command once per test run, or takes the one named by
+// TCPCONNECT_TEST_BINARY (the multi-kernel runner has no Go toolchain in
+// its guests).
 func binary(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("TCPCONNECT_TEST_BINARY"); bin != "" {
+		return bin
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "tcpconnect-e2e")
 		if err != nil {
@@ -88,13 +93,23 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// backendArgs are -v and, when TCPCONNECT_TEST_BACKEND is set, the
+// --backend that the multi-kernel runner forces.
+func backendArgs() []string {
+	args := []string{"-v"}
+	if b := os.Getenv("TCPCONNECT_TEST_BACKEND"); b != "" {
+		args = append(args, "--backend", b)
+	}
+	return args
+}
+
 var idsRE = regexp.MustCompile(`program IDs \[([0-9 ]*)\], link IDs \[([0-9 ]*)\]`)
 
 // startTool runs the binary with -v and args and waits until it says it
 // is tracing.
 func startTool(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"-v"}, args...)...)
+	cmd := exec.Command(binary(t), append(backendArgs(), args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +335,7 @@ func TestHostileCommIsEscaped(t *testing.T) {
 func TestClosedStdout(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	ap := listener(t, "127.0.0.1:0")
-	cmd := exec.Command(binary(t), "-v", "-P", strconv.Itoa(int(ap.Port())))
+	cmd := exec.Command(binary(t), append(backendArgs(), "-P", strconv.Itoa(int(ap.Port())))...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -381,4 +396,3 @@ func TestNotRoot(t *testing.T) {
 		t.Errorf("as nobody: %q, want one line naming CAP_BPF", out)
 	}
 }
-

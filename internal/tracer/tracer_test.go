@@ -103,26 +103,50 @@ func start(t testing.TB, cfg Config) *running {
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx, c) }()
 	var once sync.Once
+	// stop ends Run (which drains the ring buffer); the maps stay
+	// readable until the cleanup closes the tracer.
 	stop := func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("Run: %v", err)
 			}
-			if err := tr.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
 		})
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() {
+		stop()
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return &running{Tracer: tr, collector: c, stop: stop}
 }
 
 // forEachBackend runs f once per backend this kernel supports. A backend
 // whose mechanism the kernel lacks (Probe fails with a do-nothing
 // program) is skipped loudly; one that the kernel has must work.
+//
+// TCPCONNECT_TEST_BACKEND=NAME (the multi-kernel runner sets it) runs f
+// for that backend only, and then the backend must work: a forced path
+// that cannot attach fails the run. NAME may be "auto"; with
+// TCPCONNECT_TEST_EXPECT_AUTO=B, auto must then choose B.
 func forEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
 	testutil.RequirePrivileged(t)
+	if forced := os.Getenv("TCPCONNECT_TEST_BACKEND"); forced != "" {
+		b, err := ParseBackend(forced)
+		if err != nil {
+			t.Fatalf("TCPCONNECT_TEST_BACKEND: %v", err)
+		}
+		t.Run(forced, func(t *testing.T) {
+			if b == BackendAuto {
+				autoChoice(t) // checks the choice; the tests then run through auto
+			} else if err := Probe(b); err != nil {
+				t.Fatalf("forced backend %s cannot attach on this kernel: %v", b, err)
+			}
+			f(t, b)
+		})
+		return
+	}
 	for _, b := range Backends {
 		t.Run(string(b), func(t *testing.T) {
 			if err := Probe(b); err != nil {
@@ -130,6 +154,41 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
 			}
 			f(t, b)
 		})
+	}
+}
+
+// autoChoice opens the tracer with auto, checks its choice against
+// TCPCONNECT_TEST_EXPECT_AUTO, and returns it.
+func autoChoice(t *testing.T) Backend {
+	t.Helper()
+	tr, err := Open(Config{UID: -1, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("auto: %v", err)
+	}
+	b := tr.Backend()
+	tr.Close()
+	if want := os.Getenv("TCPCONNECT_TEST_EXPECT_AUTO"); want != "" && string(b) != want {
+		t.Fatalf("auto chose %s, want %s on this kernel", b, want)
+	}
+	return b
+}
+
+// TestAutoPrefersFirstWorking: auto takes the first backend, in the
+// documented order, that this kernel can attach.
+func TestAutoPrefersFirstWorking(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	var want Backend
+	for _, b := range Backends {
+		if Probe(b) == nil {
+			want = b
+			break
+		}
+	}
+	if want == "" {
+		t.Fatal("no backend can attach on this kernel")
+	}
+	if got := autoChoice(t); got != want {
+		t.Errorf("auto chose %s, but %s is the first that attaches", got, want)
 	}
 }
 
@@ -372,7 +431,9 @@ func TestNetnsVeth(t *testing.T) {
 				t.Fatal(err)
 			}
 			began := time.Now()
-			e = r.wait(t, 500*time.Millisecond, "unanswered connect to "+dropped.String(), byDport(dropPort))
+			e = r.wait(t, 500*time.Millisecond, "unanswered connect to "+dropped.String(), func(e *event.Event) bool {
+				return e.Daddr == dropped.Addr() && e.Dport == dropPort
+			})
 			if e.Saddr != cliAddrs[i].Addr() || e.Daddr != dropped.Addr() || e.Sport == 0 {
 				t.Errorf("unanswered attempt: %+v", e)
 			}
