@@ -186,7 +186,8 @@ func (p *proc) waitLine(t *testing.T, want ...string) string {
 // kernel.
 func (p *proc) stop(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	// The tool may be on its way out already (a test signalled it first).
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -395,4 +396,114 @@ func TestNotRoot(t *testing.T) {
 	if len(lines) != 1 || !strings.Contains(lines[0], "CAP_BPF") {
 		t.Errorf("as nobody: %q, want one line naming CAP_BPF", out)
 	}
+}
+
+// TestResultsEndToEnd: -r prints each attempt once its outcome is known,
+// and an attempt still waiting at Ctrl-C as pending.
+func TestResultsEndToEnd(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	open := listener(t, "127.0.0.1:0")
+	closed := listener(t, "127.0.0.1:0") // replaced by a closed port below
+	ns := testutil.NewNetNS(t)
+	if _, err := ns.DropSYN(9); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"table", "json"} {
+		t.Run(format, func(t *testing.T) {
+			args := []string{"-r", "-P", fmt.Sprintf("%d,%d,9", open.Port(), closed.Port()+1)}
+			if format == "json" {
+				args = append(args, "--json")
+			}
+			p := startTool(t, args...)
+			sport, errno := testutil.ConnectRaw(open)
+			if errno != 0 {
+				t.Fatal(errno)
+			}
+			refused := netip.AddrPortFrom(closed.Addr(), closed.Port()+1)
+			if _, errno := testutil.ConnectRaw(refused); errno != syscall.ECONNREFUSED {
+				t.Fatalf("connect %v: %v", refused, errno)
+			}
+			// A SYN that nobody answers, from inside the namespace (its
+			// lo drops SYNs to port 9): still pending at Ctrl-C.
+			var fd int
+			if err := ns.Do(func() error {
+				var err error
+				fd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK, 0)
+				if err != nil {
+					return err
+				}
+				err = syscall.Connect(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: 9})
+				if err != syscall.EINPROGRESS {
+					return err
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Close(fd)
+
+			if format == "table" {
+				p.waitLine(t, "LAT(ms)", "RESULT")
+				est := p.waitLine(t, " "+strconv.Itoa(int(sport))+" ")
+				if f := strings.Fields(est); f[len(f)-1] != "established" {
+					t.Errorf("established line %q", est)
+				}
+				ref := p.waitLine(t, strconv.Itoa(int(refused.Port())), "refused")
+				if f := strings.Fields(ref); len(f) != 9 {
+					t.Errorf("refused line %q", ref)
+				}
+			} else {
+				est := decodeJSON(t, p.waitLine(t, fmt.Sprintf(`"sport":%d,`, sport)))
+				if est["result"] != "established" || est["errno"] != nil || est["latency_us"] == nil {
+					t.Errorf("established: %v", est)
+				}
+				ref := decodeJSON(t, p.waitLine(t, fmt.Sprintf(`"dport":%d,`, refused.Port())))
+				if ref["result"] != "refused" || ref["errno"] != "ECONNREFUSED" {
+					t.Errorf("refused: %v", ref)
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+			if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			pending := p.waitLine(t, "pending")
+			if !strings.Contains(pending, "127.0.0.1") || !strings.Contains(pending, "9") {
+				t.Errorf("pending line %q", pending)
+			}
+			p.stop(t, syscall.SIGINT)
+		})
+	}
+}
+
+func decodeJSON(t *testing.T, line string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		t.Fatalf("%q: %v", line, err)
+	}
+	return m
+}
+
+// TestCountEndToEnd: -c counts exactly, prints sorted at Ctrl-C.
+func TestCountEndToEnd(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	a, b := listener(t, "127.0.0.1:0"), listener(t, "[::1]:0")
+	p := startTool(t, "-c", "-P", fmt.Sprintf("%d,%d", a.Port(), b.Port()))
+	for range 5 {
+		testutil.ConnectRaw(a)
+	}
+	for range 3 {
+		testutil.ConnectRaw(b)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	header := p.waitLine(t, "SADDR", "CONNECTS")
+	first := strings.Fields(p.waitLine(t, "127.0.0.1"))
+	second := strings.Fields(p.waitLine(t, "::1"))
+	if len(first) != 4 || first[2] != strconv.Itoa(int(a.Port())) || first[3] != "5" ||
+		len(second) != 4 || second[3] != "3" {
+		t.Errorf("counts:\n%s\n%v\n%v", header, first, second)
+	}
+	p.stop(t, syscall.SIGINT)
 }

@@ -468,3 +468,42 @@ func TestMixedBurst(t *testing.T) {
 		}
 	})
 }
+
+// TestOutcomeFilters: --failed drops established attempts and
+// --min-latency drops fast ones, in the kernel.
+func TestOutcomeFilters(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		_, open := listen(t, "tcp4", "127.0.0.1:0")
+		closed := closedPort(t, "tcp4", "127.0.0.1:0")
+		t.Run("failed", func(t *testing.T) {
+			r := start(t, Config{Backend: b, Outcomes: true, OnlyFailed: true})
+			ok := dial(t, open)
+			dial(t, closed)
+			expectOutcome(t, r, closed, 0, event.ResultRefused, unix.ECONNREFUSED)
+			r.none(t, 100*time.Millisecond, "established attempt", bySport(ok.sport, open.Port()))
+		})
+		t.Run("min-latency", func(t *testing.T) {
+			l := newLab(t)
+			slow := l.listen(t, l.srv[0])
+			remove, err := l.server.DropSYN(slow.Port())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := start(t, Config{Backend: b, Outcomes: true, MinLatency: 500 * time.Millisecond})
+			fast := dial(t, open)
+			go func() {
+				time.Sleep(200 * time.Millisecond)
+				remove()
+			}()
+			d := l.dial(t, slow)
+			if d.err != 0 {
+				t.Fatal(d.err)
+			}
+			e := expectOutcome(t, r, slow, d.sport, event.ResultEstablished, 0)
+			if e.Latency < 500*time.Millisecond {
+				t.Errorf("latency %v below the minimum", e.Latency)
+			}
+			r.none(t, 100*time.Millisecond, "fast attempt", bySport(fast.sport, open.Port()))
+		})
+	})
+}
