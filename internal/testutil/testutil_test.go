@@ -355,7 +355,14 @@ func TestSYNCaptureHost(t *testing.T) {
 		if ports := c2.SourcePorts(dst, 2*time.Second); !slices.Equal(ports, []uint16{known}) {
 			t.Errorf("second capture after connect from port %d: %v", known, ports)
 		}
-		if ports := c.SourcePorts(dst, 0); len(ports) != 2 || ports[1] != known {
+		// SourcePorts returns once it has one port; the first capture's
+		// reader may not have read the second SYN yet.
+		ports = c.SourcePorts(dst, 0)
+		for deadline := time.Now().Add(2 * time.Second); len(ports) < 2 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			ports = c.SourcePorts(dst, 0)
+		}
+		if len(ports) != 2 || ports[1] != known {
 			t.Errorf("first capture after both connects: %v, want [<first> %d]", ports, known)
 		}
 	}
@@ -617,7 +624,9 @@ func TestRoutes(t *testing.T) {
 	}
 	lnExtra4, lnExtra6 := listen(t, b, extra4), listen(t, b, extra6)
 	for _, dst := range []netip.AddrPort{lnExtra4, lnExtra6} {
-		if r := dial(t, a, netip.AddrPort{}, dst, false); r.err != nil {
+		r := dial(t, a, netip.AddrPort{}, dst, false)
+		t.Logf("unicast on-link route: connect %v: %v after %v", dst, r.err, r.elapsed.Round(time.Microsecond))
+		if r.err != nil {
 			t.Errorf("connect %v over unicast on-link route: %v", dst, r.err)
 		}
 	}
@@ -635,7 +644,9 @@ func TestRoutes(t *testing.T) {
 	if err := a.AddRouteVia(netip.MustParsePrefix("10.95.0.0/24"), addrB4.Addr(), ifA); err != nil {
 		t.Fatal(err)
 	}
-	if r := dial(t, a, netip.AddrPort{}, lnVia, false); r.err != nil {
+	r := dial(t, a, netip.AddrPort{}, lnVia, false)
+	t.Logf("route via gateway: connect %v: %v after %v", lnVia, r.err, r.elapsed.Round(time.Microsecond))
+	if r.err != nil {
 		t.Errorf("connect %v via gateway %v: %v", lnVia, addrB4.Addr(), r.err)
 	}
 	if err := a.AddRouteVia(netip.MustParsePrefix("10.95.1.0/24"), netip.Addr{}, "nonexistent0"); err == nil {

@@ -102,3 +102,20 @@ func withTracefs(logf func(string, ...any), attach func() error) error {
 	}
 	return err
 }
+
+// unavailable says in words why backend b could not attach, when the
+// cause is a missing kernel mechanism rather than our programs; err stays
+// wrapped for -v and errors.Is.
+func unavailable(b Backend, err error) error {
+	switch {
+	case b == BackendFentry && errors.Is(err, unix.EPERM):
+		return fmt.Errorf("the kernel refuses fentry programs (BPF trampolines unavailable or locked down): %w", err)
+	case b == BackendFentry && errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("this kernel has no fentry support: %w", err)
+	case b == BackendKprobe && errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("this kernel has no kprobes (CONFIG_KPROBES off, or the function is not traceable): %w", err)
+	case b == BackendSockops && errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("no cgroup v2 hierarchy to attach to: %w", err)
+	}
+	return err
+}

@@ -111,7 +111,7 @@ func Open(cfg Config) (*Tracer, error) {
 				chosen = b
 				return nil
 			}
-			err = fmt.Errorf("backend %s: %w", b, err)
+			err = fmt.Errorf("backend %s: %w", b, unavailable(b, err))
 			failures = append(failures, err)
 			logf("%s", verboseError(err))
 		}
