@@ -122,6 +122,15 @@ type Event struct {
 	PID  uint32 // process (thread group) ID
 	TID  uint32 // thread ID
 	UID  uint32
+	PPID uint32 // the parent process
+	// PIDNsPID is the process's PID inside its own PID namespace.
+	PIDNsPID uint32
+	// CgroupID is the cgroup v2 id of the task's cgroup (the inode
+	// number of its directory under the cgroup v2 mount).
+	CgroupID uint64
+	// NetnsIno and MntnsIno are the inode numbers of the task's network
+	// and mount namespaces (stat -L /proc/PID/ns/net).
+	NetnsIno, MntnsIno uint32
 	// Comm is the thread's name as the kernel holds it: untrusted bytes,
 	// NUL-padded. Use CommBytes.
 	Comm         [16]byte

@@ -33,13 +33,17 @@ type ChildOptions struct {
 	// Cgroup, if set, is a cgroup v2 directory the child moves itself
 	// into before it connects.
 	Cgroup string
+	// NewPIDNS starts the child in a new PID namespace (it is PID 1 there).
+	NewPIDNS bool
 }
 
 // ChildResult is the ground truth of the child's connect.
 type ChildResult struct {
-	PID, TID int
-	Sport    uint16
-	Err      unix.Errno // connect()'s error, 0 on success
+	// PID and TID as the child saw them (in its own PID namespace);
+	// HostPID as this process sees it.
+	PID, TID, HostPID int
+	Sport             uint16
+	Err               unix.Errno // connect()'s error, 0 on success
 }
 
 // RunChildIfRequested must be called first in TestMain: in a child it
@@ -95,8 +99,12 @@ func ConnectFromChild(t testing.TB, addr netip.AddrPort, opts ChildOptions) Chil
 	}
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+addr.String()+"|"+opts.Comm+"|"+opts.Cgroup)
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if opts.UID != 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: opts.UID, Gid: opts.UID}}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: opts.UID, Gid: opts.UID}
+	}
+	if opts.NewPIDNS {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID
 	}
 	out, err := cmd.Output()
 	if err != nil {
@@ -107,6 +115,7 @@ func ConnectFromChild(t testing.TB, addr netip.AddrPort, opts ChildOptions) Chil
 		t.Fatalf("child said %q", out)
 	}
 	var r ChildResult
+	r.HostPID = cmd.Process.Pid
 	r.PID, _ = strconv.Atoi(f[0])
 	r.TID, _ = strconv.Atoi(f[1])
 	sport, _ := strconv.Atoi(f[2])

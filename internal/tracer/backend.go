@@ -55,6 +55,8 @@ type sharedObjects struct {
 	Calls    *ebpf.Map `ebpf:"calls"`
 	Attempts *ebpf.Map `ebpf:"attempts"`
 	Counts   *ebpf.Map `ebpf:"counts"`
+
+	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 }
 
 type fentryObjects struct {
@@ -199,7 +201,7 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 func (l *loaded) closeShared() {
 	o := l.shared
 	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
-		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts)
+		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter)
 }
 
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".

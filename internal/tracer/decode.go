@@ -17,19 +17,24 @@ import (
 const (
 	offStartNs   = 0
 	offLatencyNs = 8
-	offSaddr     = 16
-	offDaddr     = 32
-	offPid       = 48
-	offTid       = 52
-	offUID       = 56
-	offErr       = 60
-	offSport     = 64
-	offDport     = 66
-	offFamily    = 68
-	offKind      = 70
-	offOutcome   = 71
-	offComm      = 72
-	eventSize    = 88
+	offCgroupID  = 16
+	offSaddr     = 24
+	offDaddr     = 40
+	offPid       = 56
+	offTid       = 60
+	offUID       = 64
+	offErr       = 68
+	offPpid      = 72
+	offPidNsPid  = 76
+	offNetnsIno  = 80
+	offMntnsIno  = 84
+	offSport     = 88
+	offDport     = 90
+	offFamily    = 92
+	offKind      = 94
+	offOutcome   = 95
+	offComm      = 96
+	eventSize    = 112
 )
 
 const (
@@ -72,6 +77,11 @@ func decode(raw []byte, c clock, e *event.Event) error {
 	e.PID = le.Uint32(raw[offPid:])
 	e.TID = le.Uint32(raw[offTid:])
 	e.UID = le.Uint32(raw[offUID:])
+	e.PPID = le.Uint32(raw[offPpid:])
+	e.PIDNsPID = le.Uint32(raw[offPidNsPid:])
+	e.CgroupID = le.Uint64(raw[offCgroupID:])
+	e.NetnsIno = le.Uint32(raw[offNetnsIno:])
+	e.MntnsIno = le.Uint32(raw[offMntnsIno:])
 	e.Errno = unix.Errno(int32(le.Uint32(raw[offErr:])))
 	e.Sport = le.Uint16(raw[offSport:])
 	e.Dport = le.Uint16(raw[offDport:])

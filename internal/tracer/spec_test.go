@@ -28,6 +28,7 @@ func TestEventLayout(t *testing.T) {
 	var e tcpconnectEvent
 	for name, want := range map[string]uintptr{
 		"StartNs": offStartNs, "LatencyNs": offLatencyNs, "Saddr": offSaddr, "Daddr": offDaddr,
+		"CgroupId": offCgroupID, "Ppid": offPpid, "PidNsPid": offPidNsPid, "NetnsIno": offNetnsIno, "MntnsIno": offMntnsIno,
 		"Pid": offPid, "Tid": offTid, "Uid": offUID, "Err": offErr, "Sport": offSport,
 		"Dport": offDport, "Family": offFamily, "Kind": offKind, "Outcome": offOutcome, "Comm": offComm,
 	} {

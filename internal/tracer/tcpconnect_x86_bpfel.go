@@ -39,12 +39,17 @@ type tcpconnectEvent struct {
 	_         structs.HostLayout
 	StartNs   uint64
 	LatencyNs uint64
+	CgroupId  uint64
 	Saddr     [16]uint8
 	Daddr     [16]uint8
 	Pid       uint32
 	Tid       uint32
 	Uid       uint32
 	Err       int32
+	Ppid      uint32
+	PidNsPid  uint32
+	NetnsIno  uint32
+	MntnsIno  uint32
 	Sport     uint16
 	Dport     uint16
 	Family    uint16
@@ -59,8 +64,11 @@ type tcpconnectEvent struct {
 const (
 	tcpconnectMapAttempts                       = "attempts"
 	tcpconnectMapCalls                          = "calls"
+	tcpconnectMapCgroupFilter                   = "cgroup_filter"
+	tcpconnectMapCgroupmap                      = "cgroupmap"
 	tcpconnectMapCounts                         = "counts"
 	tcpconnectMapEvents                         = "events"
+	tcpconnectMapMntnsmap                       = "mntnsmap"
 	tcpconnectMapPorts                          = "ports"
 	tcpconnectMapStats                          = "stats"
 	tcpconnectProgTcpconnectConnect4            = "tcpconnect_connect4"
@@ -74,9 +82,13 @@ const (
 	tcpconnectProgTcpconnectSockops             = "tcpconnect_sockops"
 	tcpconnectProgTcpconnectState               = "tcpconnect_state"
 	tcpconnectVarCountMode                      = "count_mode"
+	tcpconnectVarFilterByCgroup                 = "filter_by_cgroup"
+	tcpconnectVarFilterByCgroupmap              = "filter_by_cgroupmap"
+	tcpconnectVarFilterByMntnsmap               = "filter_by_mntnsmap"
 	tcpconnectVarFilterByPort                   = "filter_by_port"
 	tcpconnectVarFilterByUid                    = "filter_by_uid"
 	tcpconnectVarFilterFamily                   = "filter_family"
+	tcpconnectVarFilterNetns                    = "filter_netns"
 	tcpconnectVarFilterPid                      = "filter_pid"
 	tcpconnectVarFilterUid                      = "filter_uid"
 	tcpconnectVarLastWakeupNs                   = "last_wakeup_ns"
@@ -146,31 +158,38 @@ type tcpconnectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectMapSpecs struct {
-	Attempts *ebpf.MapSpec `ebpf:"attempts"`
-	Calls    *ebpf.MapSpec `ebpf:"calls"`
-	Counts   *ebpf.MapSpec `ebpf:"counts"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Ports    *ebpf.MapSpec `ebpf:"ports"`
-	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	Attempts     *ebpf.MapSpec `ebpf:"attempts"`
+	Calls        *ebpf.MapSpec `ebpf:"calls"`
+	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
+	Cgroupmap    *ebpf.MapSpec `ebpf:"cgroupmap"`
+	Counts       *ebpf.MapSpec `ebpf:"counts"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Mntnsmap     *ebpf.MapSpec `ebpf:"mntnsmap"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // tcpconnectVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectVariableSpecs struct {
-	CountMode      *ebpf.VariableSpec `ebpf:"count_mode"`
-	FilterByPort   *ebpf.VariableSpec `ebpf:"filter_by_port"`
-	FilterByUid    *ebpf.VariableSpec `ebpf:"filter_by_uid"`
-	FilterFamily   *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterPid      *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterUid      *ebpf.VariableSpec `ebpf:"filter_uid"`
-	LastWakeupNs   *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
-	MinLatencyNs   *ebpf.VariableSpec `ebpf:"min_latency_ns"`
-	OnlyFailed     *ebpf.VariableSpec `ebpf:"only_failed"`
-	TrackOutcomes  *ebpf.VariableSpec `ebpf:"track_outcomes"`
-	UnusedCountKey *ebpf.VariableSpec `ebpf:"unused_count_key"`
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupGapNs    *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
+	CountMode         *ebpf.VariableSpec `ebpf:"count_mode"`
+	FilterByCgroup    *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
+	FilterByCgroupmap *ebpf.VariableSpec `ebpf:"filter_by_cgroupmap"`
+	FilterByMntnsmap  *ebpf.VariableSpec `ebpf:"filter_by_mntnsmap"`
+	FilterByPort      *ebpf.VariableSpec `ebpf:"filter_by_port"`
+	FilterByUid       *ebpf.VariableSpec `ebpf:"filter_by_uid"`
+	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
+	FilterUid         *ebpf.VariableSpec `ebpf:"filter_uid"`
+	LastWakeupNs      *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
+	MinLatencyNs      *ebpf.VariableSpec `ebpf:"min_latency_ns"`
+	OnlyFailed        *ebpf.VariableSpec `ebpf:"only_failed"`
+	TrackOutcomes     *ebpf.VariableSpec `ebpf:"track_outcomes"`
+	UnusedCountKey    *ebpf.VariableSpec `ebpf:"unused_count_key"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
 
 // tcpconnectObjects contains all objects after they have been loaded into the kernel.
@@ -193,20 +212,26 @@ func (o *tcpconnectObjects) Close() error {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectMaps struct {
-	Attempts *ebpf.Map `ebpf:"attempts"`
-	Calls    *ebpf.Map `ebpf:"calls"`
-	Counts   *ebpf.Map `ebpf:"counts"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Ports    *ebpf.Map `ebpf:"ports"`
-	Stats    *ebpf.Map `ebpf:"stats"`
+	Attempts     *ebpf.Map `ebpf:"attempts"`
+	Calls        *ebpf.Map `ebpf:"calls"`
+	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
+	Cgroupmap    *ebpf.Map `ebpf:"cgroupmap"`
+	Counts       *ebpf.Map `ebpf:"counts"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Mntnsmap     *ebpf.Map `ebpf:"mntnsmap"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	Stats        *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *tcpconnectMaps) Close() error {
 	return _TcpconnectClose(
 		m.Attempts,
 		m.Calls,
+		m.CgroupFilter,
+		m.Cgroupmap,
 		m.Counts,
 		m.Events,
+		m.Mntnsmap,
 		m.Ports,
 		m.Stats,
 	)
@@ -216,19 +241,23 @@ func (m *tcpconnectMaps) Close() error {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectVariables struct {
-	CountMode      *ebpf.Variable `ebpf:"count_mode"`
-	FilterByPort   *ebpf.Variable `ebpf:"filter_by_port"`
-	FilterByUid    *ebpf.Variable `ebpf:"filter_by_uid"`
-	FilterFamily   *ebpf.Variable `ebpf:"filter_family"`
-	FilterPid      *ebpf.Variable `ebpf:"filter_pid"`
-	FilterUid      *ebpf.Variable `ebpf:"filter_uid"`
-	LastWakeupNs   *ebpf.Variable `ebpf:"last_wakeup_ns"`
-	MinLatencyNs   *ebpf.Variable `ebpf:"min_latency_ns"`
-	OnlyFailed     *ebpf.Variable `ebpf:"only_failed"`
-	TrackOutcomes  *ebpf.Variable `ebpf:"track_outcomes"`
-	UnusedCountKey *ebpf.Variable `ebpf:"unused_count_key"`
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
-	WakeupGapNs    *ebpf.Variable `ebpf:"wakeup_gap_ns"`
+	CountMode         *ebpf.Variable `ebpf:"count_mode"`
+	FilterByCgroup    *ebpf.Variable `ebpf:"filter_by_cgroup"`
+	FilterByCgroupmap *ebpf.Variable `ebpf:"filter_by_cgroupmap"`
+	FilterByMntnsmap  *ebpf.Variable `ebpf:"filter_by_mntnsmap"`
+	FilterByPort      *ebpf.Variable `ebpf:"filter_by_port"`
+	FilterByUid       *ebpf.Variable `ebpf:"filter_by_uid"`
+	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
+	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
+	FilterUid         *ebpf.Variable `ebpf:"filter_uid"`
+	LastWakeupNs      *ebpf.Variable `ebpf:"last_wakeup_ns"`
+	MinLatencyNs      *ebpf.Variable `ebpf:"min_latency_ns"`
+	OnlyFailed        *ebpf.Variable `ebpf:"only_failed"`
+	TrackOutcomes     *ebpf.Variable `ebpf:"track_outcomes"`
+	UnusedCountKey    *ebpf.Variable `ebpf:"unused_count_key"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }
 
 // tcpconnectPrograms contains all programs after they have been loaded into the kernel.

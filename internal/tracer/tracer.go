@@ -24,6 +24,16 @@ type Config struct {
 	UID    int64  // -1: any
 	Family event.Family
 	Ports  []uint16 // destination ports; empty: any
+	// Netns keeps attempts from tasks in this network namespace (inode).
+	Netns uint32
+	// CgroupFilter keeps attempts from tasks in one of Cgroups (cgroup v2
+	// ids) or below it; more can be added while running (AddCgroups).
+	CgroupFilter bool
+	Cgroups      []uint64
+	// CgroupMap and MntnsMap are paths of maps pinned by the user, as
+	// bcc's --cgroupmap and --mntnsmap: the task's exact cgroup id / mount
+	// namespace inode must be a key. They are read live.
+	CgroupMap, MntnsMap string
 
 	// Outcomes makes the tracer report each attempt once its outcome is
 	// known (and remember attempts in the kernel until then).
@@ -96,6 +106,16 @@ func Open(cfg Config) (*Tracer, error) {
 	if err := configure(spec, cfg); err != nil {
 		return nil, err
 	}
+	pinned, opts, err := pinnedFilters(spec, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		// The collection holds its own references to the maps it uses.
+		for _, m := range pinned {
+			m.Close()
+		}
+	}()
 
 	order := []Backend{cfg.Backend}
 	if cfg.Backend == BackendAuto {
@@ -106,7 +126,7 @@ func Open(cfg Config) (*Tracer, error) {
 	var failures []error
 	err = withTracefs(logf, func() error {
 		for _, b := range order {
-			objs, err = load(spec, b, cfg.CgroupPath, nil)
+			objs, err = load(spec, b, cfg.CgroupPath, opts)
 			if err == nil {
 				chosen = b
 				return nil
@@ -128,13 +148,19 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	logf("backend %s attached", chosen)
 
-	if len(cfg.Ports) > 0 {
-		one := uint8(1)
-		for _, p := range cfg.Ports {
-			if err := objs.shared.Ports.Put(p, one); err != nil {
-				objs.Close()
-				return nil, fmt.Errorf("filling the port filter: %w", err)
-			}
+	// The filter maps start empty, which excludes everything, so the
+	// short window before they are filled loses nothing unwanted.
+	one := uint8(1)
+	for _, p := range cfg.Ports {
+		if err := objs.shared.Ports.Put(p, one); err != nil {
+			objs.Close()
+			return nil, fmt.Errorf("filling the port filter: %w", err)
+		}
+	}
+	for _, id := range cfg.Cgroups {
+		if err := objs.shared.CgroupFilter.Put(id, one); err != nil {
+			objs.Close()
+			return nil, fmt.Errorf("filling the cgroup filter: %w", err)
 		}
 	}
 	rd, err := ringbuf.NewReader(objs.shared.Events)
@@ -164,16 +190,20 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		family = afInet6
 	}
 	vars := map[string]any{
-		"filter_pid":     cfg.PID,
-		"filter_uid":     uint32(max(cfg.UID, 0)),
-		"filter_by_uid":  cfg.UID >= 0,
-		"filter_family":  family,
-		"filter_by_port": len(cfg.Ports) > 0,
-		"track_outcomes": cfg.Outcomes && !cfg.Count,
-		"count_mode":     cfg.Count,
-		"only_failed":    cfg.OnlyFailed,
-		"min_latency_ns": uint64(cfg.MinLatency),
-		"wakeup_gap_ns":  uint64(cfg.WakeupGap),
+		"filter_pid":          cfg.PID,
+		"filter_uid":          uint32(max(cfg.UID, 0)),
+		"filter_by_uid":       cfg.UID >= 0,
+		"filter_family":       family,
+		"filter_by_port":      len(cfg.Ports) > 0,
+		"filter_netns":        cfg.Netns,
+		"filter_by_cgroup":    cfg.CgroupFilter,
+		"filter_by_cgroupmap": cfg.CgroupMap != "",
+		"filter_by_mntnsmap":  cfg.MntnsMap != "",
+		"track_outcomes":      cfg.Outcomes && !cfg.Count,
+		"count_mode":          cfg.Count,
+		"only_failed":         cfg.OnlyFailed,
+		"min_latency_ns":      uint64(cfg.MinLatency),
+		"wakeup_gap_ns":       uint64(cfg.WakeupGap),
 	}
 	for name, v := range vars {
 		vs, ok := spec.Variables[name]
@@ -182,6 +212,49 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		}
 		if err := vs.Set(v); err != nil {
 			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// pinnedFilters opens the user's pinned filter maps and makes the spec
+// use them instead of its own placeholders.
+func pinnedFilters(spec *ebpf.CollectionSpec, cfg Config) ([]*ebpf.Map, *ebpf.CollectionOptions, error) {
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{}}
+	var pinned []*ebpf.Map
+	for name, path := range map[string]string{"cgroupmap": cfg.CgroupMap, "mntnsmap": cfg.MntnsMap} {
+		if path == "" {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if err != nil {
+			for _, p := range pinned {
+				p.Close()
+			}
+			return nil, nil, fmt.Errorf("opening --%s %s: %w", name, path, err)
+		}
+		pinned = append(pinned, m)
+		if m.Type() != ebpf.Hash || m.KeySize() != 8 {
+			for _, p := range pinned {
+				p.Close()
+			}
+			return nil, nil, fmt.Errorf("--%s %s: want a hash map with 8-byte keys, got %v with %d-byte keys", name, path, m.Type(), m.KeySize())
+		}
+		// Take the user's geometry: only the keys matter to us.
+		ms := spec.Maps[name]
+		ms.ValueSize, ms.MaxEntries, ms.Flags, ms.Value = m.ValueSize(), m.MaxEntries(), m.Flags(), nil
+		opts.MapReplacements[name] = m
+	}
+	return pinned, opts, nil
+}
+
+// AddCgroups adds cgroup ids to the --cgroup/--container filter while
+// running (a container that started after us).
+func (t *Tracer) AddCgroups(ids []uint64) error {
+	one := uint8(1)
+	for _, id := range ids {
+		if err := t.objs.shared.CgroupFilter.Put(id, one); err != nil {
+			return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
 		}
 	}
 	return nil

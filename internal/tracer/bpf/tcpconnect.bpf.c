@@ -46,6 +46,12 @@ const volatile __u32 filter_uid = 0;
 const volatile bool filter_by_uid = false;
 const volatile __u16 filter_family = 0;
 const volatile bool filter_by_port = false;
+/* Filters on the task's context (--netns, --cgroup/--container,
+ * --cgroupmap, --mntnsmap): applied where the event is built. */
+const volatile __u32 filter_netns = 0;
+const volatile bool filter_by_cgroup = false;
+const volatile bool filter_by_cgroupmap = false;
+const volatile bool filter_by_mntnsmap = false;
 /* Remember attempts and report their outcome instead of the attempt. */
 const volatile bool track_outcomes = false;
 /* Count attempts in the kernel (-c) instead of emitting records. */
@@ -87,6 +93,33 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } ports SEC(".maps");
+
+/* --cgroup and --container: cgroup ids; an attempt is wanted when its
+ * task's cgroup or one of that cgroup's ancestors is here. Filled by user
+ * space before attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_filter SEC(".maps");
+
+/* bcc's --cgroupmap and --mntnsmap: user space replaces these with the
+ * maps pinned by the user (the task's exact cgroup id / mount namespace
+ * inode must be a key), so their contents can change while we run. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u64);
+} cgroupmap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u32);
+} mntnsmap SEC(".maps");
 
 /* A connect() call in progress on a TCP socket.
  * Inserted when connect() enters the TCP code (backend hook), updated at
@@ -200,6 +233,87 @@ static __always_inline void count(const struct event *e)
 	}
 }
 
+#define MAX_CGROUP_DEPTH 16
+#define MAX_PIDNS_DEPTH 8
+
+/* The process's PID in its own PID namespace. numbers[] is a flexible
+ * array: the verifier takes only constant offsets into it, hence the
+ * unrolled loop. */
+static __always_inline __u32 pid_in_own_ns(struct task_struct *task)
+{
+	struct pid *pid = task->group_leader->thread_pid;
+	unsigned int level = pid->level;
+	__u32 nr = 0;
+
+#pragma unroll
+	for (int i = 0; i < MAX_PIDNS_DEPTH; i++)
+		if (i == level)
+			nr = pid->numbers[i].nr;
+	return nr;
+}
+
+/* Who: everything about the current task, through its BTF so that the
+ * same code serves every program type (6.1 refuses pid_tgid and comm
+ * helpers in sockops; task BTF works everywhere). */
+static __always_inline void fill_task(struct event *e)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	e->pid = task->tgid;
+	e->tid = task->pid;
+	e->uid = task->cred->uid.val;
+	__builtin_memcpy(e->comm, task->comm, sizeof(e->comm));
+	e->ppid = task->real_parent->tgid;
+	e->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+	e->netns_ino = task->nsproxy->net_ns->ns.inum;
+	e->mntns_ino = task->nsproxy->mnt_ns->ns.inum;
+	e->pid_ns_pid = pid_in_own_ns(task);
+}
+
+/* The task's cgroup, or an ancestor of it, is in cgroup_filter. Walks up
+ * through each cgroup's css parent: cgroup->ancestors[] would be shorter,
+ * but the verifier refuses loads from that flexible array. */
+static __always_inline bool in_cgroup_filter(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct cgroup *cgrp = task->cgroups->dfl_cgrp;
+
+#pragma unroll
+	for (int i = 0; i < MAX_CGROUP_DEPTH; i++) {
+		struct cgroup_subsys_state *parent;
+		__u64 id;
+
+		if (!cgrp)
+			break;
+		id = cgrp->kn->id;
+		if (bpf_map_lookup_elem(&cgroup_filter, &id))
+			return true;
+		parent = cgrp->self.parent;
+		if (!parent)
+			break;
+		cgrp = parent->cgroup;
+	}
+	return false;
+}
+
+/* Filters on the task's context; e was filled by fill_task. */
+static __always_inline bool task_wanted(const struct event *e)
+{
+	if (filter_netns && e->netns_ino != filter_netns)
+		return false;
+	if (filter_by_cgroupmap && !bpf_map_lookup_elem(&cgroupmap, &e->cgroup_id))
+		return false;
+	if (filter_by_mntnsmap) {
+		__u64 ino = e->mntns_ino;
+
+		if (!bpf_map_lookup_elem(&mntnsmap, &ino))
+			return false;
+	}
+	if (filter_by_cgroup && !in_cgroup_filter())
+		return false;
+	return true;
+}
+
 /* Moment 1: connect() entered the TCP code. The caller has filled
  * family, daddr and dport; we run in the connecting task. */
 static __always_inline void call_start(struct call *c)
@@ -220,7 +334,7 @@ static __always_inline void syn_sent(__u64 sk, struct event *e)
 	__u64 id = ((__u64)e->pid << 32) | e->tid;
 	struct call *c;
 
-	if (!wanted(e->pid, e->uid, e->family, e->dport))
+	if (!wanted(e->pid, e->uid, e->family, e->dport) || !task_wanted(e))
 		return;
 	c = bpf_map_lookup_elem(&calls, &id);
 	if (c) {
@@ -374,10 +488,9 @@ int tcpconnect_connect_exit(struct sys_exit_ctx *ctx)
 	e.sport = c->sport;
 	e.dport = c->dport;
 	e.family = c->family;
-	e.pid = id >> 32;
-	e.tid = (__u32)id;
-	e.uid = (__u32)bpf_get_current_uid_gid();
-	bpf_get_current_comm(e.comm, sizeof(e.comm));
+	fill_task(&e);
+	if (!task_wanted(&e))
+		goto out;
 	e.kind = EVENT_OUTCOME;
 	e.outcome = OUTCOME_SYNC_FAILED;
 	e.err = err;
@@ -437,7 +550,6 @@ int tcpconnect_connect6(struct bpf_sock_addr *ctx)
 SEC("sockops")
 int tcpconnect_sockops(struct bpf_sock_ops *ctx)
 {
-	struct task_struct *task;
 	struct event e = {};
 	__u64 sk;
 
@@ -448,13 +560,8 @@ int tcpconnect_sockops(struct bpf_sock_ops *ctx)
 		return 1;
 
 	/* TCP_CONNECT_CB runs in the connecting task (tcp_connect from
-	 * connect() or sendmsg), but 6.1 refuses bpf_get_current_pid_tgid and
-	 * 6.12 bpf_get_current_comm here; the task's BTF works everywhere. */
-	task = bpf_get_current_task_btf();
-	e.pid = task->tgid;
-	e.tid = task->pid;
-	e.uid = task->cred->uid.val;
-	__builtin_memcpy(e.comm, task->comm, sizeof(e.comm));
+	 * connect() or sendmsg). */
+	fill_task(&e);
 
 	e.family = ctx->family;
 	if (e.family == AF_INET) {
@@ -520,12 +627,8 @@ static __always_inline void stream_connect(struct socket *sock, struct sockaddr 
 static __always_inline void tcp_connect_sk(struct sock *sk)
 {
 	struct event e = {};
-	__u64 id = bpf_get_current_pid_tgid();
 
-	e.pid = id >> 32;
-	e.tid = (__u32)id;
-	e.uid = (__u32)bpf_get_current_uid_gid();
-	bpf_get_current_comm(e.comm, sizeof(e.comm));
+	fill_task(&e);
 	e.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (e.family == AF_INET) {
 		BPF_CORE_READ_INTO(&e.saddr, sk, __sk_common.skc_rcv_saddr);

@@ -39,12 +39,18 @@ struct event {
 	__u64 start_ns;
 	/* Outcome records: start to outcome, in ns. */
 	__u64 latency_ns;
+	/* The task's cgroup v2 id (the cgroup directory's inode number). */
+	__u64 cgroup_id;
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u32 pid; /* tgid */
 	__u32 tid;
 	__u32 uid;
 	__s32 err; /* positive errno of a failed outcome, else 0 */
+	__u32 ppid;       /* the parent process (real_parent's tgid) */
+	__u32 pid_ns_pid; /* pid as the process sees it in its PID namespace */
+	__u32 netns_ino;  /* network namespace inode (stat -L /proc/PID/ns/net) */
+	__u32 mntns_ino;  /* mount namespace inode */
 	__u16 sport;
 	__u16 dport;
 	__u16 family; /* AF_INET or AF_INET6: the socket's family */

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package cgroups names cgroup v2 ids: the path of the cgroup under the
+// cgroup v2 mount and the container id that a container runtime wrote
+// into it. The kernel reports only the id (the inode number of the
+// cgroup's directory), so the paths come from walking the mount.
+package cgroups
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ContainerID returns the 64-hex container id in a cgroup path, or "".
+// It knows the layouts of docker (docker-<id>.scope, or /docker/<id>),
+// containerd and CRI (cri-containerd-<id>.scope), cri-o (crio-<id>.scope),
+// podman (libpod-<id>.scope) and kubepods (…/pod<uid>/<id> with the
+// cgroupfs driver). A runtime's own helper scopes (libpod-conmon-…,
+// crio-conmon-…) are not containers. The innermost match wins.
+func ContainerID(path string) string {
+	parts := strings.Split(path, "/")
+	for i := len(parts) - 1; i >= 0; i-- {
+		name := strings.TrimSuffix(parts[i], ".scope")
+		for _, prefix := range []string{"docker-", "cri-containerd-", "crio-", "libpod-", ""} {
+			id, ok := strings.CutPrefix(name, prefix)
+			if ok && isContainerID(id) {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+func isContainerID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
+
+// ID returns the cgroup v2 id of the cgroup directory dir.
+func ID(dir string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, err
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return 0, fmt.Errorf("%s is not a cgroup directory", dir)
+	}
+	return st.Ino, nil
+}
+
+// Resolver maps cgroup ids to paths and container ids, walking the mount
+// again (at most once a second) when it meets an id it does not know.
+type Resolver struct {
+	root string
+
+	mu       sync.Mutex
+	byID     map[uint64]entry
+	lastScan time.Time
+}
+
+type entry struct {
+	path      string // under root, starting with "/"
+	container string
+}
+
+// rescanEvery bounds how often an unknown id makes us walk the tree.
+const rescanEvery = time.Second
+
+// NewResolver returns a resolver for the cgroup v2 hierarchy at root.
+func NewResolver(root string) *Resolver {
+	return &Resolver{root: root, byID: map[uint64]entry{}}
+}
+
+// Lookup returns the path (relative to the mount, "/" for the root) and
+// the container id of cgroup id; "" when unknown (a cgroup that is gone).
+func (r *Resolver) Lookup(id uint64) (path, container string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.byID[id]
+	if !ok && time.Since(r.lastScan) >= rescanEvery {
+		r.scanLocked()
+		e = r.byID[id]
+	}
+	return e.path, e.container
+}
+
+// Rescan walks the hierarchy now.
+func (r *Resolver) Rescan() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.scanLocked()
+}
+
+func (r *Resolver) scanLocked() {
+	r.lastScan = time.Now()
+	_ = filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil // cgroups come and go while we walk
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, r.root), "/")
+		r.byID[st.Ino] = entry{path: rel, container: ContainerID(rel)}
+		return nil
+	})
+}
+
+// Containers returns the ids of the cgroups whose container id starts
+// with prefix (and of the cgroups below them, which Lookup's ancestor
+// filter covers anyway).
+func (r *Resolver) Containers(prefix string) []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.scanLocked()
+	var ids []uint64
+	for id, e := range r.byID {
+		if e.container != "" && strings.HasPrefix(e.container, prefix) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Resolve turns a --cgroup argument (a path under the mount, absolute
+// or relative to it) into the cgroup's directory.
+func Resolve(root, arg string) (string, error) {
+	dir := arg
+	if !strings.HasPrefix(arg, root+"/") && arg != root {
+		dir = filepath.Join(root, arg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("%s is not a cgroup under %s", arg, root)
+		}
+		return "", err
+	}
+	return dir, nil
+}
