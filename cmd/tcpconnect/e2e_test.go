@@ -507,3 +507,39 @@ func TestCountEndToEnd(t *testing.T) {
 	}
 	p.stop(t, syscall.SIGINT)
 }
+
+// TestContainerEndToEnd: a child in a cgroup named like a docker scope
+// shows its container in the CONTAINER column and the JSON keys, and
+// --container=PREFIX keeps only it.
+func TestContainerEndToEnd(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	const id = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00"
+	dir := testutil.MakeCgroup(t, filepath.Join("system.slice", "docker-"+id+".scope"))
+	ap := listener(t, "127.0.0.1:0")
+
+	p := startTool(t, "--container", "-x", "-P", strconv.Itoa(int(ap.Port())))
+	child := testutil.ConnectFromChild(t, ap, testutil.ChildOptions{Cgroup: dir})
+	line := p.waitLine(t, " "+strconv.Itoa(child.PID)+" ")
+	if !strings.Contains(line, " "+id[:12]+" ") || !strings.HasSuffix(line, "/system.slice/docker-"+id+".scope") {
+		t.Errorf("container line %q", line)
+	}
+	sport, _ := testutil.ConnectRaw(ap)
+	own := p.waitLine(t, " "+strconv.Itoa(int(sport))+" ")
+	if f := strings.Fields(own); f[4] != "-" {
+		t.Errorf("host line %q: CONTAINER should be -", own)
+	}
+	p.stop(t, syscall.SIGINT)
+
+	p = startTool(t, "--json", "--container="+id[:8], "-P", strconv.Itoa(int(ap.Port())))
+	testutil.ConnectRaw(ap) // excluded: not in the container
+	child = testutil.ConnectFromChild(t, ap, testutil.ChildOptions{Cgroup: dir})
+	m := decodeJSON(t, p.waitLine(t, fmt.Sprintf(`"sport":%d,`, child.Sport)))
+	if m["container_id"] != id || !strings.HasSuffix(m["cgroup_path"].(string), "/system.slice/docker-"+id+".scope") ||
+		m["pid"] != float64(child.PID) || m["ppid"] != float64(os.Getpid()) {
+		t.Errorf("container event %v", m)
+	}
+	p.stop(t, syscall.SIGINT)
+	if !strings.Contains(p.stderr.String(), "1 events printed") {
+		t.Errorf("--container let other attempts through: %s", p.stderr.String())
+	}
+}

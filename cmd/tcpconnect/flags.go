@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
+	"golang.org/x/sys/unix"
 )
 
 // options is the parsed command line.
@@ -24,6 +25,12 @@ type options struct {
 	uidCol  bool // -U
 	results bool // -r
 	verbose bool
+	// container shows the CONTAINER column; containerPrefix (from
+	// --container=PREFIX) also filters on it. extended is -x.
+	container       bool
+	containerPrefix string
+	extended        bool
+	cgroupPath      string // --cgroup, resolved in run
 }
 
 // errUsage marks errors that are the user's input: exit code 2. usage is
@@ -80,6 +87,7 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 		failed     bool
 		minLatency float64
 		help       bool
+		netns      string
 	)
 	fs.BoolVarP(&o.stamp, "timestamp", "t", false, "include a TIME(s) column: seconds since tracing started")
 	fs.StringVarP(&pid, "pid", "p", "", "trace this PID only")
@@ -94,6 +102,13 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVar(&failed, "failed", false, "only failed attempts (implies -r)")
 	fs.Float64Var(&minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema in the README)")
+	fs.StringVar(&o.containerPrefix, "container", "", "add a CONTAINER column; --container=`ID-PREFIX` also keeps only containers whose id starts so")
+	fs.Lookup("container").NoOptDefVal = containerColumnOnly
+	fs.BoolVarP(&o.extended, "extended", "x", false, "add PPID and CGROUP columns")
+	fs.StringVar(&o.cgroupPath, "cgroup", "", "only processes in this cgroup v2 `PATH` or below it")
+	fs.StringVar(&netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
+	fs.StringVar(&o.tracer.CgroupMap, "cgroupmap", "", "bcc: only cgroups whose ids are keys of this pinned BPF hash `MAP`")
+	fs.StringVar(&o.tracer.MntnsMap, "mntnsmap", "", "bcc: only mount namespaces whose inodes are keys of this pinned BPF hash `MAP`")
 	fs.StringVar(&backend, "backend", "auto", "how to hook the kernel: auto, fentry, kprobe or sockops")
 	fs.StringVar(&bufSize, "buffer-size", "4M", "ring buffer size in bytes (K and M suffixes; a power of two)")
 	fs.IntVar(&maxPending, "max-pending", 65536, "attempts awaiting an answer that -r can follow at once")
@@ -117,9 +132,17 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 		return nil, errHelp
 	}
 	if fs.NArg() > 0 {
+		for i, a := range args {
+			if a == "--container" && i+1 < len(args) && args[i+1] == fs.Arg(0) {
+				return nil, withUsage(fmt.Errorf("unexpected argument %q (to filter on a container, write --container=%s)", fs.Arg(0), fs.Arg(0)))
+			}
+		}
 		return nil, withUsage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	err := o.fill(pid, ports, uid, ipv4, ipv6, backend, bufSize, maxPending, failed, minLatency)
+	if err == nil {
+		err = o.fillContext(fs.Changed("container"), netns)
+	}
 	if err != nil {
 		return nil, withUsage(err)
 	}
@@ -187,6 +210,36 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 	c.OnlyFailed = failed
 	c.MinLatency = time.Duration(minLatency * float64(time.Millisecond))
 	c.Count = o.count
+	return nil
+}
+
+// containerColumnOnly is --container given without a value.
+const containerColumnOnly = "-"
+
+func (o *options) fillContext(containerSet bool, netns string) error {
+	if containerSet {
+		o.container = true
+		if o.containerPrefix == containerColumnOnly {
+			o.containerPrefix = ""
+		} else {
+			p := strings.ToLower(o.containerPrefix)
+			if p == "" || strings.Trim(p, "0123456789abcdef") != "" || len(p) > 64 {
+				return usagef("invalid --container=%q: want a prefix of a container id (hex)", o.containerPrefix)
+			}
+			o.containerPrefix = p
+		}
+	}
+	if netns != "" {
+		if n, err := strconv.ParseUint(netns, 10, 32); err == nil {
+			o.tracer.Netns = uint32(n)
+		} else {
+			var st unix.Stat_t
+			if err := unix.Stat(netns, &st); err != nil {
+				return usagef("invalid --netns %q: want an inode number or a namespace file: %v", netns, err)
+			}
+			o.tracer.Netns = uint32(st.Ino)
+		}
+	}
 	return nil
 }
 

@@ -16,7 +16,7 @@ func TestUsageErrors(t *testing.T) {
 		{"-p", "abc"}, {"-p", "0"}, {"-P", "70000"}, {"-P", "80,x"}, {"-P", "0"},
 		{"-4", "-6"}, {"-u", "-1"}, {"--backend", "ebpf"}, {"--buffer-size", "3K"},
 		{"--buffer-size", "big"}, {"--nope"}, {"extra"}, {"-c", "-r"}, {"--min-latency", "-1"},
-		{"--max-pending", "0"},
+		{"--max-pending", "0"}, {"--container", "abc"}, {"--container=xyz"}, {"--netns", "/nonexistent"},
 	} {
 		var out, errb bytes.Buffer
 		code := realMain(args, &out, &errb)
@@ -67,5 +67,22 @@ func TestFlags(t *testing.T) {
 	}
 	if !o.tracer.Count || o.tracer.Family != event.FamilyIPv6 {
 		t.Errorf("-c6 parsed %+v", o)
+	}
+}
+
+func TestContextFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--container", "-x", "--netns", "4026531840", "--cgroup", "/system.slice"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.container || o.containerPrefix != "" || !o.extended || o.tracer.Netns != 4026531840 || o.cgroupPath != "/system.slice" {
+		t.Errorf("parsed %+v", o)
+	}
+	o, err = parseFlags([]string{"--container=4F1C", "--netns", "/proc/self/ns/net"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.container || o.containerPrefix != "4f1c" || o.tracer.Netns == 0 {
+		t.Errorf("parsed %+v", o)
 	}
 }

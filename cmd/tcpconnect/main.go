@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpconnect/tcpconnect/internal/cgroups"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/output"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
@@ -75,6 +76,27 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := o.tracer
+	var res *cgroups.Resolver
+	if root := tracer.CgroupV2Mount(); root != "" {
+		res = cgroups.NewResolver(root)
+		if o.cgroupPath != "" {
+			dir, err := cgroups.Resolve(root, o.cgroupPath)
+			if err != nil {
+				return err
+			}
+			id, err := cgroups.ID(dir)
+			if err != nil {
+				return err
+			}
+			cfg.CgroupFilter, cfg.Cgroups = true, append(cfg.Cgroups, id)
+		}
+		if o.containerPrefix != "" {
+			cfg.CgroupFilter = true
+			cfg.Cgroups = append(cfg.Cgroups, res.Containers(o.containerPrefix)...)
+		}
+	} else if o.cgroupPath != "" || o.containerPrefix != "" {
+		return errors.New("--cgroup and --container need a cgroup v2 hierarchy, and none is mounted")
+	}
 	if o.verbose {
 		cfg.Logf = func(format string, args ...any) {
 			fmt.Fprintf(stderr, "tcpconnect: "+format+"\n", args...)
@@ -94,6 +116,9 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	defer cancel()
 	go watchStdout(ctx, cancel, stdout)
 	go warnLost(ctx, t, stderr)
+	if o.containerPrefix != "" {
+		go followContainers(ctx, t, res, o.containerPrefix, stderr)
+	}
 
 	if o.count {
 		fmt.Fprintln(stderr, "Tracing tcp connections, counting them. Hit Ctrl-C to end.")
@@ -113,6 +138,11 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		Results:   o.results,
 		IPv4Only:  cfg.Family == event.FamilyIPv4,
 		Backend:   string(t.Backend()),
+		Container: o.container,
+		Extended:  o.extended,
+	}
+	if res != nil {
+		popts.Cgroups = res
 	}
 	var p output.Printer
 	if o.json {
@@ -192,6 +222,23 @@ func warnLost(ctx context.Context, t *tracer.Tracer, stderr io.Writer) {
 			fmt.Fprintf(stderr, "tcpconnect: warning: %d attempts not counted (count table full)\n", d)
 		}
 		seen = st
+	}
+}
+
+// followContainers adds the cgroups of containers that start after us to
+// the --container filter.
+func followContainers(ctx context.Context, t *tracer.Tracer, res *cgroups.Resolver, prefix string, stderr io.Writer) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := t.AddCgroups(res.Containers(prefix)); err != nil {
+			fmt.Fprintf(stderr, "tcpconnect: warning: %v\n", err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@
 package cgroups
 
 import (
+	"bufio"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -152,4 +153,26 @@ func Resolve(root, arg string) (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// Mount returns where the cgroup v2 hierarchy is mounted, or "".
+// Attaching at its root covers every process: cgroup programs are
+// inherited by all descendants.
+func Mount() string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// ID parent major:minor root mountpoint options ... - fstype source superopts
+		fields := strings.Fields(s.Text())
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 && fields[3] == "/" {
+				return fields[4]
+			}
+		}
+	}
+	return ""
 }

@@ -5,7 +5,14 @@ package output
 import (
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 )
+
+// unsafeBytes views s as bytes without copying, for AppendEscaped; the
+// bytes must not be modified.
+func unsafeBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
 
 const hexDigits = "0123456789abcdef"
 

@@ -32,6 +32,26 @@ type Options struct {
 	IPv4Only bool
 	// Backend is reported in JSON as "backend".
 	Backend string
+	// Container adds the CONTAINER column; Extended adds PPID and CGROUP.
+	Container bool
+	Extended  bool
+	// Cgroups names cgroup ids (for CGROUP, CONTAINER and the JSON keys
+	// cgroup_path and container_id); nil leaves them empty.
+	Cgroups CgroupNamer
+}
+
+// CgroupNamer gives a cgroup id's path under the cgroup v2 mount and the
+// container id found in it ("" when none).
+type CgroupNamer interface {
+	Lookup(id uint64) (path, container string)
+}
+
+// lookupCgroup is Cgroups.Lookup, tolerating a nil namer.
+func (o *Options) lookupCgroup(id uint64) (path, container string) {
+	if o.Cgroups == nil {
+		return "", ""
+	}
+	return o.Cgroups.Lookup(id)
 }
 
 // Printer writes events in one format. Callers hand it events and call
@@ -101,7 +121,14 @@ func (t *Table) Header() error {
 	if t.opts.PrintUID {
 		b = append(b, "UID    "...)
 	}
-	b = append(b, "PID     COMM             "...)
+	b = append(b, "PID     "...)
+	if t.opts.Extended {
+		b = append(b, "PPID    "...)
+	}
+	b = append(b, "COMM             "...)
+	if t.opts.Container {
+		b = append(b, "CONTAINER    "...)
+	}
 	s := len(b)
 	b = append(b, "SADDR"...)
 	b = pad(b, s, t.addrWidth+1)
@@ -112,11 +139,23 @@ func (t *Table) Header() error {
 	b = append(b, "DPORT"...)
 	if t.opts.Results {
 		b = append(b, "  LAT(ms)    RESULT"...)
+		if t.opts.Extended {
+			b = pad(b, len(b)-6, resultWidth)
+		}
+	}
+	if t.opts.Extended {
+		if !t.opts.Results {
+			b = append(b, "  "...)
+		}
+		b = append(b, "CGROUP"...)
 	}
 	b = append(b, '\n')
 	t.buf = b
 	return t.write()
 }
+
+// resultWidth is the RESULT column's width when another column follows.
+const resultWidth = 13
 
 // Event formats one attempt as a table row.
 func (t *Table) Event(e *event.Event) error {
@@ -138,9 +177,27 @@ func (t *Table) Event(e *event.Event) error {
 	s = len(b)
 	b = strconv.AppendUint(b, uint64(e.PID), 10)
 	b = pad(b, s, 8)
+	if t.opts.Extended {
+		s = len(b)
+		b = strconv.AppendUint(b, uint64(e.PPID), 10)
+		b = pad(b, s, 8)
+	}
 	s = len(b)
 	b = AppendEscaped(b, e.CommBytes())
 	b = pad(b, s, 17)
+	var cgPath, container string
+	if t.opts.Container || t.opts.Extended {
+		cgPath, container = t.opts.lookupCgroup(e.CgroupID)
+	}
+	if t.opts.Container {
+		s = len(b)
+		if container == "" {
+			b = append(b, '-')
+		} else {
+			b = append(b, container[:12]...)
+		}
+		b = pad(b, s, 13)
+	}
 	s = len(b)
 	b = e.Saddr.AppendTo(b)
 	b = pad(b, s, t.addrWidth+1)
@@ -157,13 +214,33 @@ func (t *Table) Event(e *event.Event) error {
 		s = len(b)
 		b = strconv.AppendFloat(b, float64(e.Latency)/float64(time.Millisecond), 'f', 3, 64)
 		b = pad(b, s, 11)
+		s = len(b)
 		b = appendResult(b, e)
+		if t.opts.Extended {
+			b = pad(b, s, resultWidth)
+		}
 	} else {
+		s = len(b)
 		b = strconv.AppendUint(b, uint64(e.Dport), 10)
+		if t.opts.Extended {
+			b = pad(b, s, 7)
+		}
+	}
+	if t.opts.Extended {
+		b = appendPath(b, cgPath)
 	}
 	b = append(b, '\n')
 	t.buf = b
 	return t.write()
+}
+
+// appendPath writes a cgroup path, escaped (container runtimes name
+// cgroups after untrusted input), or "-" when unknown.
+func appendPath(b []byte, path string) []byte {
+	if path == "" {
+		return append(b, '-')
+	}
+	return AppendEscaped(b, unsafeBytes(path))
 }
 
 // appendResult writes the RESULT word; "error" carries its errno name,
@@ -211,6 +288,22 @@ func (j *JSON) Event(e *event.Event) error {
 	b = appendJSONString(b, j.scratch)
 	b = append(b, `,"uid":`...)
 	b = strconv.AppendUint(b, uint64(e.UID), 10)
+	b = append(b, `,"ppid":`...)
+	b = strconv.AppendUint(b, uint64(e.PPID), 10)
+	b = append(b, `,"pid_ns_pid":`...)
+	b = strconv.AppendUint(b, uint64(e.PIDNsPID), 10)
+	b = append(b, `,"cgroup_id":`...)
+	b = strconv.AppendUint(b, e.CgroupID, 10)
+	cgPath, container := j.opts.lookupCgroup(e.CgroupID)
+	b = append(b, `,"cgroup_path":`...)
+	j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(cgPath))
+	b = appendJSONString(b, j.scratch)
+	b = append(b, `,"container_id":"`...)
+	b = append(b, container...) // 64 hex digits or nothing
+	b = append(b, `","netns_ino":`...)
+	b = strconv.AppendUint(b, uint64(e.NetnsIno), 10)
+	b = append(b, `,"mntns_ino":`...)
+	b = strconv.AppendUint(b, uint64(e.MntnsIno), 10)
 	b = append(b, `,"family":"`...)
 	b = append(b, e.Family.String()...)
 	b = append(b, `","saddr":"`...)

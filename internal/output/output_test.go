@@ -115,7 +115,8 @@ func TestEscape(t *testing.T) {
 func TestJSON(t *testing.T) {
 	e := sampleEvent()
 	copy(e.Comm[:], "ev\x1b]0;x\x07\"q\\")
-	out := render(t, NewJSON(nil, Options{Backend: "sockops"}), e)
+	e.PPID, e.PIDNsPID, e.CgroupID, e.NetnsIno, e.MntnsIno = 1, 7, 42, 4026531840, 4026531841
+	out := render(t, NewJSON(nil, Options{Backend: "sockops", Cgroups: fakeCgroups{}}), e)
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		t.Fatalf("invalid JSON %q: %v", out, err)
@@ -124,7 +125,9 @@ func TestJSON(t *testing.T) {
 		"time": e.Time.UTC().Format(time.RFC3339Nano), "pid": 4123.0, "tid": 4124.0,
 		"comm": `ev\x1b]0;x\x07"q\\`, "uid": 1000.0, "family": "ipv4",
 		"saddr": "10.0.2.15", "sport": 48312.0, "daddr": "93.184.216.34", "dport": 443.0,
-		"backend": "sockops",
+		"backend": "sockops", "ppid": 1.0, "pid_ns_pid": 7.0, "cgroup_id": 42.0,
+		"cgroup_path": `/system.slice/docker-` + containerHex + `.scope\x1b`, "container_id": containerHex,
+		"netns_ino": 4026531840.0, "mntns_ino": 4026531841.0,
 	}
 	if len(m) != len(want) {
 		t.Errorf("keys %v, want %v", m, want)
@@ -222,6 +225,54 @@ func TestFormattingDoesNotAllocate(t *testing.T) {
 		p.Event(e) // grow the buffers once
 		if n := testing.AllocsPerRun(100, func() { _ = p.Event(e) }); n != 0 {
 			t.Errorf("%s: %v allocations per event, want 0", name, n)
+		}
+	}
+}
+
+const containerHex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// fakeCgroups names cgroup 42 like a docker container (with a hostile
+// byte in its path) and knows no other.
+type fakeCgroups struct{}
+
+func (fakeCgroups) Lookup(id uint64) (string, string) {
+	if id == 42 {
+		return "/system.slice/docker-" + containerHex + ".scope\x1b", containerHex
+	}
+	return "", ""
+}
+
+func TestTableContainerAndExtended(t *testing.T) {
+	host := sampleEvent()
+	host.PPID, host.CgroupID = 1, 1
+	ctr := sampleEvent()
+	ctr.PPID, ctr.CgroupID = 77, 42
+	for _, results := range []bool{false, true} {
+		out := render(t, NewTable(nil, Options{Container: true, Extended: true, Results: results, IPv4Only: true, Cgroups: fakeCgroups{}}), host, ctr)
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if len(lines) != 3 {
+			t.Fatalf("table:\n%s", out)
+		}
+		for _, col := range []string{"PPID", "CONTAINER", "CGROUP"} {
+			if !strings.Contains(lines[0], col) {
+				t.Errorf("header %q lacks %s", lines[0], col)
+			}
+		}
+		// Columns line up: CONTAINER and CGROUP start where the header says.
+		for _, col := range []string{"CONTAINER", "CGROUP", "SADDR"} {
+			at := strings.Index(lines[0], col)
+			for _, l := range lines[1:] {
+				if l[at] == ' ' || l[at-1] != ' ' {
+					t.Errorf("%s misaligned in %q (header %q)", col, l, lines[0])
+				}
+			}
+		}
+		if !strings.Contains(lines[1], " - ") || !strings.HasSuffix(lines[1], " -") {
+			t.Errorf("host row %q: want - for CONTAINER and CGROUP", lines[1])
+		}
+		if !strings.Contains(lines[2], " "+containerHex[:12]+" ") || !strings.HasSuffix(lines[2], `.scope\x1b`) ||
+			!strings.Contains(lines[2], " 77 ") {
+			t.Errorf("container row %q", lines[2])
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/tcpconnect/tcpconnect/internal/cgroups"
 	"golang.org/x/sys/unix"
 )
 
@@ -207,4 +208,30 @@ func worldExecutable(t testing.TB) string {
 		t.Fatalf("copying the test binary for another user: %v", copyErr)
 	}
 	return copyPath
+}
+
+// MakeCgroup creates rel (e.g. "system.slice/docker-<id>.scope") under a
+// cgroup v2 folder of the test's own and returns its full path; cleanup
+// removes what it made.
+func MakeCgroup(t testing.TB, rel string) string {
+	t.Helper()
+	root := cgroups.Mount()
+	if root == "" {
+		t.Fatal("no cgroup v2 mount")
+	}
+	base, err := os.MkdirTemp(root, "tcpconnect-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, rel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// cgroup directories go with rmdir only, leaves first.
+		for p := dir; p != root && strings.HasPrefix(p, base); p = filepath.Dir(p) {
+			os.Remove(p)
+		}
+	})
+	return dir
 }

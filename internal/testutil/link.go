@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,14 +27,9 @@ var vethSeq atomic.Uint64
 const linkReadyTimeout = 10 * time.Second
 
 // Veth joins two namespaces with a veth pair, sets both ends up, assigns the
-// given addresses (each slice may mix IPv4 and IPv6) and waits until the
-// links have carrier and no IPv6 address is tentative. It returns the
-// interface names in a and in b. Cleanup deletes the pair; removing either
-// namespace would too.
-//
-// IPv6 addresses are added with IFA_F_NODAD (and NewNetNS disabled DAD for
-// the namespace), because a tentative address cannot be bound to and would
-// make early connects fail with EADDRNOTAVAIL.
+// given addresses (each slice may mix IPv4 and IPv6) and waits until they
+// are usable (see AddAddrs). It returns the interface names in a and in b.
+// Cleanup deletes the pair; removing either namespace would too.
 func Veth(t testing.TB, a, b *NetNS, addrsA, addrsB []netip.Prefix) (ifA, ifB string) {
 	t.Helper()
 	if a == nil || b == nil {
@@ -77,24 +73,46 @@ func Veth(t testing.TB, a, b *NetNS, addrsA, addrsB []netip.Prefix) (ifA, ifB st
 		}
 	})
 
-	if err := a.Do(func() error { return configureLink(ifA, addrsA) }); err != nil {
+	// Configure both ends before waiting on either: a veth end only gets
+	// carrier once its peer is up too.
+	if err := a.Do(func() error { return addAddrs(ifA, addrsA) }); err != nil {
 		t.Fatalf("Veth: configure %s: %v", ifA, err)
 	}
-	if err := b.Do(func() error { return configureLink(ifB, addrsB) }); err != nil {
+	if err := b.Do(func() error { return addAddrs(ifB, addrsB) }); err != nil {
 		t.Fatalf("Veth: configure %s: %v", ifB, err)
 	}
 	deadline := time.Now().Add(linkReadyTimeout)
-	if err := a.Do(func() error { return waitLinkReady(ifA, deadline) }); err != nil {
+	if err := a.Do(func() error { return waitUsable(ifA, addrsA, deadline) }); err != nil {
 		t.Fatalf("Veth: %s: %v", ifA, err)
 	}
-	if err := b.Do(func() error { return waitLinkReady(ifB, deadline) }); err != nil {
+	if err := b.Do(func() error { return waitUsable(ifB, addrsB, deadline) }); err != nil {
 		t.Fatalf("Veth: %s: %v", ifB, err)
 	}
 	return ifA, ifB
 }
 
-// configureLink runs inside the link's namespace.
-func configureLink(name string, addrs []netip.Prefix) error {
+// AddAddrs adds addresses (IPv4 and/or IPv6) to dev inside the namespace,
+// sets dev up, and waits until the addresses are usable, as Veth does.
+// It is for addresses beyond those given to Veth, e.g. extra destinations
+// behind a route, and works on lo as well.
+func (n *NetNS) AddAddrs(dev string, addrs ...netip.Prefix) error {
+	return n.Do(func() error {
+		if err := addAddrs(dev, addrs); err != nil {
+			return fmt.Errorf("AddAddrs %s: %w", dev, err)
+		}
+		if err := waitUsable(dev, addrs, time.Now().Add(linkReadyTimeout)); err != nil {
+			return fmt.Errorf("AddAddrs %s: %w", dev, err)
+		}
+		return nil
+	})
+}
+
+// addAddrs runs inside the link's namespace.
+//
+// IPv6 addresses get IFA_F_NODAD (and NewNetNS disabled DAD for the
+// namespace), because a tentative address cannot be bound to and would make
+// early connects fail with EADDRNOTAVAIL.
+func addAddrs(name string, addrs []netip.Prefix) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -104,7 +122,7 @@ func configureLink(name string, addrs []netip.Prefix) error {
 			return fmt.Errorf("invalid prefix %v", p)
 		}
 		a := &netlink.Addr{IPNet: prefixIPNet(p, false)}
-		if p.Addr().Is6() && !p.Addr().Is4In6() {
+		if !p.Addr().Unmap().Is4() {
 			a.Flags = unix.IFA_F_NODAD
 		}
 		if err := netlink.AddrAdd(l, a); err != nil {
@@ -114,41 +132,66 @@ func configureLink(name string, addrs []netip.Prefix) error {
 	return netlink.LinkSetUp(l)
 }
 
-// waitLinkReady runs inside the link's namespace. The carrier of a veth end
-// comes up only once both ends are up; before that its routes are marked
-// linkdown and IPv6 does not finish address configuration.
-func waitLinkReady(name string, deadline time.Time) error {
+// waitUsable runs inside the link's namespace and waits until the link has
+// carrier, no IPv6 address on it is tentative, and each of addrs has its
+// local route.
+//
+// The last check matters even without DAD: the kernel finishes adding an
+// IPv6 address (local route, joining its solicited-node multicast group)
+// in a deferred work item. Until that ran, the address answers neither
+// neighbour solicitations nor SYNs, and the first connect to it stalls for
+// a one-second retransmission (seen about once in 25 runs). The carrier
+// check matters because a veth end gets carrier only once both ends are up;
+// before, its routes are linkdown.
+func waitUsable(name string, addrs []netip.Prefix, deadline time.Time) error {
 	for {
-		l, err := netlink.LinkByName(name)
+		state, err := linkState(name, addrs)
 		if err != nil {
 			return err
 		}
-		attrs := l.Attrs()
-		ready := attrs.OperState == netlink.OperUp && attrs.RawFlags&unix.IFF_LOWER_UP != 0
-		var pending []string
-		if ready {
-			addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
-			if err != nil {
-				return err
-			}
-			for _, a := range addrs {
-				if a.Flags&unix.IFA_F_DADFAILED != 0 {
-					return fmt.Errorf("IPv6 address %v failed duplicate address detection", a.IPNet)
-				}
-				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
-					pending = append(pending, a.IPNet.String())
-				}
-			}
-		}
-		if ready && len(pending) == 0 {
+		if state == "" {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: operstate %v, tentative IPv6 addresses %v",
-				linkReadyTimeout, attrs.OperState, pending)
+			return fmt.Errorf("not usable after %v: %s", linkReadyTimeout, state)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// linkState says what is not ready yet, or "".
+func linkState(name string, addrs []netip.Prefix) (string, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return "", err
+	}
+	const up = unix.IFF_UP | unix.IFF_RUNNING | unix.IFF_LOWER_UP
+	if f := l.Attrs().RawFlags; f&up != up {
+		return fmt.Sprintf("link flags %#x, operstate %v", f, l.Attrs().OperState), nil
+	}
+	v6, err := netlink.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range v6 {
+		if a.Flags&unix.IFA_F_DADFAILED != 0 {
+			return "", fmt.Errorf("IPv6 address %v failed duplicate address detection", a.IPNet)
+		}
+		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			return fmt.Sprintf("IPv6 address %v tentative", a.IPNet), nil
+		}
+	}
+	for _, p := range addrs {
+		ip := net.IP(p.Addr().Unmap().AsSlice())
+		routes, err := netlink.RouteGet(ip)
+		if err != nil {
+			return fmt.Sprintf("no route to own address %v yet (%v)", p.Addr(), err), nil
+		}
+		if !slices.ContainsFunc(routes, func(r netlink.Route) bool { return r.Type == unix.RTN_LOCAL }) {
+			return fmt.Sprintf("no local route for own address %v yet", p.Addr()), nil
+		}
+	}
+	return "", nil
 }
 
 // prefixIPNet converts p for netlink. masked clears host bits, as route

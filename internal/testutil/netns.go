@@ -5,6 +5,7 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -126,9 +128,16 @@ func setupNewNetNS() error {
 	if err != nil {
 		return fmt.Errorf("find lo: %w", err)
 	}
-	// Bringing lo up makes the kernel add 127.0.0.1/8 and ::1 synchronously.
+	// Bringing lo up makes the kernel add 127.0.0.1/8 and ::1.
 	if err := netlink.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("set lo up: %w", err)
+	}
+	addrs := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}
+	if _, err := os.Stat("/proc/sys/net/ipv6"); err == nil {
+		addrs = append(addrs, netip.MustParsePrefix("::1/128"))
+	}
+	if err := waitUsable("lo", addrs, time.Now().Add(linkReadyTimeout)); err != nil {
+		return fmt.Errorf("lo: %w", err)
 	}
 	return nil
 }

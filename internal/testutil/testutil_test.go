@@ -610,11 +610,7 @@ func TestRoutes(t *testing.T) {
 	// NDP for its extra addresses on that link, and replies via its
 	// connected route.
 	extra4, extra6 := netip.MustParseAddr("10.96.0.1"), netip.MustParseAddr("fd00:96::1")
-	ifB := vethNameOf(t, b)
-	err := b.Do(func() error {
-		return configureLink(ifB, []netip.Prefix{netip.PrefixFrom(extra4, 32), netip.PrefixFrom(extra6, 128)})
-	})
-	if err != nil {
+	if err := b.AddAddrs(vethNameOf(t, b), netip.PrefixFrom(extra4, 32), netip.PrefixFrom(extra6, 128)); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []netip.Prefix{netip.MustParsePrefix("10.96.0.0/24"), netip.MustParsePrefix("fd00:96::/64")} {
@@ -633,10 +629,7 @@ func TestRoutes(t *testing.T) {
 
 	// AddRouteVia: a route through b as gateway to an address b has on lo.
 	via4 := netip.MustParseAddr("10.95.0.1")
-	err = b.Do(func() error {
-		return configureLink("lo", []netip.Prefix{netip.PrefixFrom(via4, 32)})
-	})
-	if err != nil {
+	if err := b.AddAddrs("lo", netip.PrefixFrom(via4, 32)); err != nil {
 		t.Fatal(err)
 	}
 	lnVia := listen(t, b, via4)

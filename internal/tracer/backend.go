@@ -3,14 +3,12 @@
 package tracer
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/tcpconnect/tcpconnect/internal/cgroups"
 )
 
 // Backend names how the kernel is hooked (see doc.go).
@@ -207,21 +205,4 @@ func (l *loaded) closeShared() {
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".
 // Attaching at its root covers every process: cgroup programs are
 // inherited by all descendants.
-func CgroupV2Mount() string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		// ID parent major:minor root mountpoint options ... - fstype source superopts
-		fields := strings.Fields(s.Text())
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 && fields[3] == "/" {
-				return fields[4]
-			}
-		}
-	}
-	return ""
-}
+func CgroupV2Mount() string { return cgroups.Mount() }

@@ -67,36 +67,13 @@ func TestTaskContext(t *testing.T) {
 
 const containerHex = "4f1c0ffee0ddba11c0de4f1c0ffee0ddba11c0de4f1c0ffee0ddba11c0de4f1c"
 
-// containerCgroups makes, under a cgroup of the test, one cgroup named
-// like a docker scope and one like a kubepods containerd scope.
+// containerCgroups makes cgroups of the test named like a docker scope
+// and like a kubepods containerd scope.
 func containerCgroups(t *testing.T) (docker, kube string) {
 	t.Helper()
-	root := CgroupV2Mount()
-	if root == "" {
-		t.Fatal("no cgroup v2 mount")
-	}
-	base, err := os.MkdirTemp(root, "tcpconnect-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	docker = filepath.Join(base, "system.slice", "docker-"+containerHex+".scope")
-	kubeID := strings.Repeat("ab", 32)
-	kube = filepath.Join(base, "kubepods.slice", "kubepods-besteffort.slice",
-		"kubepods-besteffort-pod0a1b2c3d_4e5f.slice", "cri-containerd-"+kubeID+".scope")
-	for _, d := range []string{docker, kube} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		// Leaves first: cgroup directories go with rmdir only.
-		for _, d := range []string{docker, kube} {
-			for p := d; p != base; p = filepath.Dir(p) {
-				os.Remove(p)
-			}
-		}
-		os.Remove(base)
-	})
+	docker = testutil.MakeCgroup(t, filepath.Join("system.slice", "docker-"+containerHex+".scope"))
+	kube = testutil.MakeCgroup(t, filepath.Join("kubepods.slice", "kubepods-besteffort.slice",
+		"kubepods-besteffort-pod0a1b2c3d_4e5f.slice", "cri-containerd-"+strings.Repeat("ab", 32)+".scope"))
 	return docker, kube
 }
 
