@@ -31,6 +31,8 @@ type options struct {
 	containerPrefix string
 	extended        bool
 	cgroupPath      string // --cgroup, resolved in run
+	dns             bool   // -d
+	dnsCacheSize    int
 }
 
 // errUsage marks errors that are the user's input: exit code 2. usage is
@@ -105,6 +107,8 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.StringVar(&o.containerPrefix, "container", "", "add a CONTAINER column; --container=`ID-PREFIX` also keeps only containers whose id starts so")
 	fs.Lookup("container").NoOptDefVal = containerColumnOnly
 	fs.BoolVarP(&o.extended, "extended", "x", false, "add PPID and CGROUP columns")
+	fs.BoolVarP(&o.dns, "dns", "d", false, "add a DNAME column: the host name the process resolved to DADDR (from DNS answers seen on this host)")
+	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", 10000, "most host names -d remembers")
 	fs.StringVar(&o.cgroupPath, "cgroup", "", "only processes in this cgroup v2 `PATH` or below it")
 	fs.StringVar(&netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
 	fs.StringVar(&o.tracer.CgroupMap, "cgroupmap", "", "bcc: only cgroups whose ids are keys of this pinned BPF hash `MAP`")
@@ -217,6 +221,9 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 const containerColumnOnly = "-"
 
 func (o *options) fillContext(containerSet bool, netns string) error {
+	if o.dnsCacheSize < 1 {
+		return usagef("invalid --dns-cache-size %d: want at least 1", o.dnsCacheSize)
+	}
 	if containerSet {
 		o.container = true
 		if o.containerPrefix == containerColumnOnly {

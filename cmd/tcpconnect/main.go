@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tcpconnect/tcpconnect/internal/cgroups"
+	"github.com/tcpconnect/tcpconnect/internal/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/output"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
@@ -97,6 +98,18 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	} else if o.cgroupPath != "" || o.containerPrefix != "" {
 		return errors.New("--cgroup and --container need a cgroup v2 hierarchy, and none is mounted")
 	}
+	var names *dns.Cache
+	if o.dns {
+		names = dns.NewCache(o.dnsCacheSize)
+		cfg.DNS = func(msg []byte, tcp bool) {
+			// Malformed or partial messages are skipped: they name nothing.
+			if tcp {
+				_ = names.ObserveTCP(msg)
+			} else {
+				_ = names.Observe(msg)
+			}
+		}
+	}
 	if o.verbose {
 		cfg.Logf = func(format string, args ...any) {
 			fmt.Fprintf(stderr, "tcpconnect: "+format+"\n", args...)
@@ -143,6 +156,9 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	if res != nil {
 		popts.Cgroups = res
+	}
+	if names != nil {
+		popts.Names = names
 	}
 	var p output.Printer
 	if o.json {

@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"cmp"
 	"io"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -35,6 +36,9 @@ type Options struct {
 	// Container adds the CONTAINER column; Extended adds PPID and CGROUP.
 	Container bool
 	Extended  bool
+	// Names, if set, names destination addresses (-d): the DNAME column
+	// and the JSON key daddr_name.
+	Names AddrNamer
 	// Cgroups names cgroup ids (for CGROUP, CONTAINER and the JSON keys
 	// cgroup_path and container_id); nil leaves them empty.
 	Cgroups CgroupNamer
@@ -44,6 +48,11 @@ type Options struct {
 // container id found in it ("" when none).
 type CgroupNamer interface {
 	Lookup(id uint64) (path, container string)
+}
+
+// AddrNamer gives the host name that an address was resolved from.
+type AddrNamer interface {
+	Lookup(addr netip.Addr) (string, bool)
 }
 
 // lookupCgroup is Cgroups.Lookup, tolerating a nil namer.
@@ -143,8 +152,18 @@ func (t *Table) Header() error {
 			b = pad(b, len(b)-6, resultWidth)
 		}
 	}
+	if t.opts.Names != nil {
+		if !t.opts.Results && !t.opts.Extended {
+			b = append(b, "  "...)
+		}
+		s := len(b)
+		b = append(b, "DNAME"...)
+		if t.opts.Extended {
+			b = pad(b, s, dnameWidth)
+		}
+	}
 	if t.opts.Extended {
-		if !t.opts.Results {
+		if !t.opts.Results && t.opts.Names == nil {
 			b = append(b, "  "...)
 		}
 		b = append(b, "CGROUP"...)
@@ -153,6 +172,9 @@ func (t *Table) Header() error {
 	t.buf = b
 	return t.write()
 }
+
+// dnameWidth is the DNAME column's width when CGROUP follows it.
+const dnameWidth = 32
 
 // resultWidth is the RESULT column's width when another column follows.
 const resultWidth = 13
@@ -216,14 +238,25 @@ func (t *Table) Event(e *event.Event) error {
 		b = pad(b, s, 11)
 		s = len(b)
 		b = appendResult(b, e)
-		if t.opts.Extended {
+		if t.opts.Extended || t.opts.Names != nil {
 			b = pad(b, s, resultWidth)
 		}
 	} else {
 		s = len(b)
 		b = strconv.AppendUint(b, uint64(e.Dport), 10)
-		if t.opts.Extended {
+		if t.opts.Extended || t.opts.Names != nil {
 			b = pad(b, s, 7)
+		}
+	}
+	if t.opts.Names != nil {
+		s = len(b)
+		if name, ok := t.opts.Names.Lookup(e.Daddr); ok {
+			b = AppendEscaped(b, unsafeBytes(name))
+		} else {
+			b = append(b, '-')
+		}
+		if t.opts.Extended {
+			b = pad(b, s, dnameWidth)
 		}
 	}
 	if t.opts.Extended {
@@ -314,6 +347,15 @@ func (j *JSON) Event(e *event.Event) error {
 	b = e.Daddr.AppendTo(b)
 	b = append(b, `","dport":`...)
 	b = strconv.AppendUint(b, uint64(e.Dport), 10)
+	if j.opts.Names != nil {
+		b = append(b, `,"daddr_name":`...)
+		if name, ok := j.opts.Names.Lookup(e.Daddr); ok {
+			j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(name))
+			b = appendJSONString(b, j.scratch)
+		} else {
+			b = append(b, "null"...)
+		}
+	}
 	b = append(b, `,"backend":"`...)
 	b = append(b, j.opts.Backend...)
 	b = append(b, '"')

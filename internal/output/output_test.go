@@ -276,3 +276,39 @@ func TestTableContainerAndExtended(t *testing.T) {
 		}
 	}
 }
+
+// fakeNames knows one destination.
+type fakeNames struct{}
+
+func (fakeNames) Lookup(a netip.Addr) (string, bool) {
+	if a == netip.MustParseAddr("93.184.216.34") {
+		return "example.test\x1b", true
+	}
+	return "", false
+}
+
+func TestDNAME(t *testing.T) {
+	known, unknown := sampleEvent(), sampleEvent()
+	unknown.Daddr = netip.MustParseAddr("10.9.9.9")
+	for _, o := range []Options{{Names: fakeNames{}}, {Names: fakeNames{}, Results: true, Extended: true, Cgroups: fakeCgroups{}}} {
+		out := render(t, NewTable(nil, o), known, unknown)
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		at := strings.Index(lines[0], "DNAME")
+		if at < 0 || !strings.HasPrefix(lines[1][at:], `example.test\x1b`) || !strings.HasPrefix(lines[2][at:], "-") {
+			t.Errorf("DNAME column:\n%s", out)
+		}
+		if o.Extended {
+			cg := strings.Index(lines[0], "CGROUP")
+			for _, l := range lines[1:] {
+				if l[cg-1] != ' ' || l[cg] == ' ' {
+					t.Errorf("CGROUP misaligned in %q", l)
+				}
+			}
+		}
+	}
+	out := render(t, NewJSON(nil, Options{Names: fakeNames{}}), known, unknown)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if !strings.Contains(lines[0], `"daddr_name":"example.test\\x1b"`) || !strings.Contains(lines[1], `"daddr_name":null`) {
+		t.Errorf("JSON daddr_name:\n%s", out)
+	}
+}

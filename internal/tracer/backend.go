@@ -196,6 +196,27 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 	return l.attachShared(l.shared)
 }
 
+// attachDNS loads the DNS program on the ring buffer and stats of l and
+// attaches it at the cgroup v2 root: it serves every backend.
+func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
+	if cgroupPath == "" {
+		return errors.New("-d needs a cgroup v2 hierarchy, and none is mounted")
+	}
+	var o struct {
+		DNS *ebpf.Program `ebpf:"tcpconnect_dns"`
+	}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"events": l.shared.Events,
+		"stats":  l.shared.Stats,
+	}}
+	if err := spec.LoadAndAssign(&o, opts); err != nil {
+		return fmt.Errorf("loading the DNS program: %w", err)
+	}
+	l.closers = append(l.closers, o.DNS)
+	lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: ebpf.AttachCGroupInetIngress, Program: o.DNS})
+	return l.attach("cgroup_skb/ingress on "+cgroupPath, lk, err)
+}
+
 func (l *loaded) closeShared() {
 	o := l.shared
 	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,

@@ -102,3 +102,21 @@ func decode(raw []byte, c clock, e *event.Event) error {
 	copy(e.Comm[:], raw[offComm:offComm+16])
 	return nil
 }
+
+// A DNS record (struct dns_record): its size tells it from an event.
+const (
+	dnsRecordSize = 8 + 1024
+	offDNSLen     = 0
+	offDNSTCP     = 4
+	offDNSMsg     = 8
+)
+
+// dnsMessage returns the DNS message in a DNS record and whether it came
+// over TCP.
+func dnsMessage(raw []byte) ([]byte, bool) {
+	n := binary.LittleEndian.Uint32(raw[offDNSLen:])
+	if n > dnsRecordSize-offDNSMsg {
+		n = dnsRecordSize - offDNSMsg
+	}
+	return raw[offDNSMsg : offDNSMsg+int(n)], raw[offDNSTCP] != 0
+}

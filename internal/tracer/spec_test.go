@@ -41,6 +41,13 @@ func TestEventLayout(t *testing.T) {
 			t.Errorf("field %s at offset %d, decode reads %d", name, f.Offset, want)
 		}
 	}
+	if unsafe.Sizeof(tcpconnectDnsRecord{}) != dnsRecordSize || dnsRecordSize == eventSize {
+		t.Errorf("dns_record is %d bytes, decode expects %d (and it must differ from an event's %d)",
+			unsafe.Sizeof(tcpconnectDnsRecord{}), dnsRecordSize, eventSize)
+	}
+	if f, _ := reflect.TypeOf(tcpconnectDnsRecord{}).FieldByName("Msg"); f.Offset != offDNSMsg {
+		t.Errorf("dns_record msg at %d, decode reads %d", f.Offset, offDNSMsg)
+	}
 	if unsafe.Sizeof(e) != eventSize {
 		t.Errorf("generated event is %d bytes, decode expects %d", unsafe.Sizeof(e), eventSize)
 	}

@@ -35,6 +35,14 @@ type tcpconnectCountKey struct {
 	Pad    uint32
 }
 
+type tcpconnectDnsRecord struct {
+	_   structs.HostLayout
+	Len uint32
+	Tcp uint8
+	Pad [3]uint8
+	Msg [1024]uint8
+}
+
 type tcpconnectEvent struct {
 	_         structs.HostLayout
 	StartNs   uint64
@@ -75,6 +83,7 @@ const (
 	tcpconnectProgTcpconnectConnect6            = "tcpconnect_connect6"
 	tcpconnectProgTcpconnectConnectEnter        = "tcpconnect_connect_enter"
 	tcpconnectProgTcpconnectConnectExit         = "tcpconnect_connect_exit"
+	tcpconnectProgTcpconnectDns                 = "tcpconnect_dns"
 	tcpconnectProgTcpconnectFentryStreamConnect = "tcpconnect_fentry_stream_connect"
 	tcpconnectProgTcpconnectFentryTcpConnect    = "tcpconnect_fentry_tcp_connect"
 	tcpconnectProgTcpconnectKprobeStreamConnect = "tcpconnect_kprobe_stream_connect"
@@ -96,6 +105,7 @@ const (
 	tcpconnectVarOnlyFailed                     = "only_failed"
 	tcpconnectVarTrackOutcomes                  = "track_outcomes"
 	tcpconnectVarUnusedCountKey                 = "unused_count_key"
+	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
 	tcpconnectVarUnusedEvent                    = "unused_event"
 	tcpconnectVarWakeupGapNs                    = "wakeup_gap_ns"
 )
@@ -146,6 +156,7 @@ type tcpconnectProgramSpecs struct {
 	TcpconnectConnect6            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect6"`
 	TcpconnectConnectEnter        *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit         *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
+	TcpconnectDns                 *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
 	TcpconnectFentryStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
 	TcpconnectKprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
@@ -188,6 +199,7 @@ type tcpconnectVariableSpecs struct {
 	OnlyFailed        *ebpf.VariableSpec `ebpf:"only_failed"`
 	TrackOutcomes     *ebpf.VariableSpec `ebpf:"track_outcomes"`
 	UnusedCountKey    *ebpf.VariableSpec `ebpf:"unused_count_key"`
+	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
@@ -256,6 +268,7 @@ type tcpconnectVariables struct {
 	OnlyFailed        *ebpf.Variable `ebpf:"only_failed"`
 	TrackOutcomes     *ebpf.Variable `ebpf:"track_outcomes"`
 	UnusedCountKey    *ebpf.Variable `ebpf:"unused_count_key"`
+	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }
@@ -268,6 +281,7 @@ type tcpconnectPrograms struct {
 	TcpconnectConnect6            *ebpf.Program `ebpf:"tcpconnect_connect6"`
 	TcpconnectConnectEnter        *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit         *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
+	TcpconnectDns                 *ebpf.Program `ebpf:"tcpconnect_dns"`
 	TcpconnectFentryStreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
 	TcpconnectKprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
@@ -282,6 +296,7 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectConnect6,
 		p.TcpconnectConnectEnter,
 		p.TcpconnectConnectExit,
+		p.TcpconnectDns,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
 		p.TcpconnectKprobeStreamConnect,

@@ -53,6 +53,12 @@ type Config struct {
 	// kernel forces. 0: 5 ms.
 	WakeupGap time.Duration
 
+	// DNS, if set, receives each DNS message that arrives at a socket of
+	// the host (-d), in order with the events: an answer is handed over
+	// before the connect that used it. tcp says msg starts with TCP
+	// DNS's two-byte length. msg is reused after the call.
+	DNS func(msg []byte, tcp bool)
+
 	// CgroupPath is where the sockops backend attaches; "": the cgroup
 	// v2 mount.
 	CgroupPath string
@@ -162,6 +168,13 @@ func Open(cfg Config) (*Tracer, error) {
 			objs.Close()
 			return nil, fmt.Errorf("filling the cgroup filter: %w", err)
 		}
+	}
+	if cfg.DNS != nil {
+		if err := objs.attachDNS(spec, cfg.CgroupPath); err != nil {
+			objs.Close()
+			return nil, err
+		}
+		logf("DNS answers: cgroup_skb/ingress attached on %s", cfg.CgroupPath)
 	}
 	rd, err := ringbuf.NewReader(objs.shared.Events)
 	if err != nil {
@@ -302,6 +315,12 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
+			if len(rec.RawSample) == dnsRecordSize {
+				if t.cfg.DNS != nil {
+					t.cfg.DNS(dnsMessage(rec.RawSample))
+				}
+				continue
+			}
 			if derr := decode(rec.RawSample, t.clock, &ev); derr != nil {
 				return derr
 			}
@@ -345,12 +364,13 @@ type Stats struct {
 	LostAttempts uint64 // attempts not remembered: too many pending
 	LostCounts   uint64 // attempts not counted: count map full
 	Wakeups      uint64 // reader wakeups forced by the programs
+	LostDNS      uint64 // DNS answers dropped: ring buffer full (-d)
 }
 
 // Stats sums the per-CPU counters.
 func (t *Tracer) Stats() (Stats, error) {
 	var s Stats
-	for i, dst := range []*uint64{&s.LostEvents, &s.LostAttempts, &s.LostCounts, &s.Wakeups} {
+	for i, dst := range []*uint64{&s.LostEvents, &s.LostAttempts, &s.LostCounts, &s.Wakeups, &s.LostDNS} {
 		var perCPU []uint64
 		if err := t.objs.shared.Stats.Lookup(uint32(i), &perCPU); err != nil {
 			return s, fmt.Errorf("reading stats: %w", err)

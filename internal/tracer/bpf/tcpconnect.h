@@ -59,6 +59,19 @@ struct event {
 	char comm[TASK_COMM_LEN];
 };
 
+/* -d: a DNS message that arrived at a socket of the host (UDP or TCP from
+ * port 53). It shares the ring buffer with struct event, so that an
+ * answer is always read before the connect that follows it; the reader
+ * tells the two apart by their sizes, which must differ. */
+#define DNS_MAX 1024
+
+struct dns_record {
+	__u32 len;   /* bytes of msg that are valid */
+	__u8 tcp;    /* msg starts with TCP DNS's two-byte length */
+	__u8 _pad[3];
+	__u8 msg[DNS_MAX];
+};
+
 /* Key of the in-kernel counts of -c. */
 struct count_key {
 	__u8 saddr[16];
@@ -79,7 +92,9 @@ enum stat_index {
 	STAT_LOST_COUNTS = 2,
 	/* Wakeups of the reader that the programs forced. */
 	STAT_WAKEUPS = 3,
-	STAT_MAX = 4,
+	/* A DNS answer could not be reserved on the full ring buffer (-d). */
+	STAT_LOST_DNS = 4,
+	STAT_MAX = 5,
 };
 
 #endif /* TCPCONNECT_H */

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/tcpconnect/tcpconnect/internal/testutil"
+)
+
+// zone answers the test's names; the TTL of short.test is 1 s.
+var zone = map[string][]string{
+	"web.test.":   {"web.test. 60 IN A 10.240.0.2", "web.test. 60 IN AAAA fd00:240::2"},
+	"alias.test.": {"alias.test. 60 IN CNAME edge.cdn.test.", "edge.cdn.test. 30 IN A 10.240.0.3"},
+	"short.test.": {"short.test. 1 IN A 10.240.0.4"},
+	"stub.test.":  {"stub.test. 60 IN A 10.240.0.5"},
+}
+
+func serveZone(w dns.ResponseWriter, q *dns.Msg) {
+	r := new(dns.Msg)
+	r.SetReply(q)
+	for _, s := range zone[strings.ToLower(q.Question[0].Name)] {
+		rr, _ := dns.NewRR(s)
+		if rr.Header().Rrtype == q.Question[0].Qtype || rr.Header().Rrtype == dns.TypeCNAME ||
+			q.Question[0].Qtype == dns.TypeA && rr.Header().Rrtype == dns.TypeA {
+			r.Answer = append(r.Answer, rr)
+		}
+	}
+	_ = w.WriteMsg(r)
+}
+
+// startDNS serves the zone on addr (UDP and TCP) inside ns.
+func startDNS(t *testing.T, ns *testutil.NetNS, addr string) {
+	t.Helper()
+	for _, network := range []string{"udp", "tcp"} {
+		srv := &dns.Server{Net: network, Handler: dns.HandlerFunc(serveZone)}
+		if err := ns.Do(func() error {
+			var err error
+			if network == "udp" {
+				srv.PacketConn, err = net.ListenPacket("udp", addr)
+			} else {
+				srv.Listener, err = net.Listen("tcp", addr)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		go srv.ActivateAndServe()
+		t.Cleanup(func() { srv.Shutdown() })
+	}
+}
+
+// TestDNSNames: -d shows the name that the client resolved, through a
+// real DNS server in a namespace of the test, over UDP and TCP, IPv4 and
+// IPv6, through a CNAME chain and a loopback stub resolver; an expired
+// answer and an address never looked up show nothing.
+func TestDNSNames(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	client, server := testutil.NewNetNS(t), testutil.NewNetNS(t)
+	var srvAddrs []netip.Prefix
+	for _, a := range []string{"10.240.0.2/24", "10.240.0.3/24", "10.240.0.4/24", "10.240.0.5/24", "10.240.0.6/24", "fd00:240::2/64"} {
+		srvAddrs = append(srvAddrs, netip.MustParsePrefix(a))
+	}
+	testutil.Veth(t, client, server,
+		[]netip.Prefix{netip.MustParsePrefix("10.240.0.1/24"), netip.MustParsePrefix("fd00:240::1/64")}, srvAddrs)
+	startDNS(t, server, "10.240.0.2:53")
+	startDNS(t, client, "127.0.0.53:53") // like systemd-resolved's stub
+
+	// One port for every service address: a listener on the wildcard.
+	var port uint16
+	if err := server.Do(func() error {
+		ln, err := net.Listen("tcp", "[::]:0")
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		port = uint16(ln.Addr().(*net.TCPAddr).Port)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	p := startTool(t, "-d", "--json", "-P", strconv.Itoa(int(port)))
+
+	resolve := func(server, network, name string, qtype uint16) netip.Addr {
+		t.Helper()
+		var addr netip.Addr
+		if err := client.Do(func() error {
+			m := new(dns.Msg)
+			m.SetQuestion(name, qtype)
+			r, _, err := (&dns.Client{Net: network, Timeout: 2 * time.Second}).Exchange(m, server)
+			if err != nil {
+				return err
+			}
+			for _, rr := range r.Answer {
+				switch rr := rr.(type) {
+				case *dns.A:
+					addr, _ = netip.AddrFromSlice(rr.A.To4())
+				case *dns.AAAA:
+					addr, _ = netip.AddrFromSlice(rr.AAAA)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("resolving %s over %s: %v", name, network, err)
+		}
+		if !addr.IsValid() {
+			t.Fatalf("no address for %s", name)
+		}
+		return addr
+	}
+	connect := func(addr netip.Addr) map[string]any {
+		t.Helper()
+		var sport uint16
+		if err := client.Do(func() error {
+			var errno syscall.Errno
+			sport, errno = testutil.ConnectRaw(netip.AddrPortFrom(addr, port))
+			if errno != 0 {
+				return errno
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("connect %v: %v", addr, err)
+		}
+		return decodeJSON(t, p.waitLine(t, fmt.Sprintf(`"sport":%d,`, sport)))
+	}
+	for _, tc := range []struct {
+		server, network, name string
+		qtype                 uint16
+		want                  any
+	}{
+		{"10.240.0.2:53", "udp", "web.test.", dns.TypeA, "web.test"},
+		{"10.240.0.2:53", "tcp", "web.test.", dns.TypeAAAA, "web.test"},
+		{"10.240.0.2:53", "udp", "alias.test.", dns.TypeA, "alias.test"},
+		{"127.0.0.53:53", "udp", "stub.test.", dns.TypeA, "stub.test"},
+	} {
+		addr := resolve(tc.server, tc.network, tc.name, tc.qtype)
+		if ev := connect(addr); ev["daddr_name"] != tc.want {
+			t.Errorf("%s over %s via %s: daddr_name %v, want %v", tc.name, tc.network, tc.server, ev["daddr_name"], tc.want)
+		}
+	}
+	short := resolve("10.240.0.2:53", "udp", "short.test.", dns.TypeA)
+	time.Sleep(3 * time.Second)
+	if ev := connect(short); ev["daddr_name"] != nil {
+		t.Errorf("expired name still shown: %v", ev["daddr_name"])
+	}
+	if ev := connect(netip.MustParseAddr("10.240.0.6")); ev["daddr_name"] != nil {
+		t.Errorf("never looked up, but named %v", ev["daddr_name"])
+	}
+	p.stop(t, syscall.SIGINT)
+}
