@@ -3,6 +3,7 @@
 package tracer
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -505,5 +506,38 @@ func TestOutcomeFilters(t *testing.T) {
 			}
 			r.none(t, 100*time.Millisecond, "fast attempt", bySport(fast.sport, open.Port()))
 		})
+	})
+}
+
+// TestLatencyNetem: with netem delaying the client's packets by 50 ms,
+// the handshake latency is 50 ms plus a little. Kernels without netem
+// (these project machines) skip it loudly; the Debian kernels of the
+// multi-kernel runner have it.
+func TestLatencyNetem(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		client, server := testutil.NewNetNS(t), testutil.NewNetNS(t)
+		cli, _ := testutil.Veth(t, client, server,
+			[]netip.Prefix{netip.MustParsePrefix("10.237.0.1/24"), netip.MustParsePrefix("fd00:237::1/64")},
+			[]netip.Prefix{netip.MustParsePrefix("10.237.0.2/24"), netip.MustParsePrefix("fd00:237::2/64")})
+		const delay = 50 * time.Millisecond
+		if err := client.Netem(cli, delay); err != nil {
+			if errors.Is(err, testutil.ErrNoNetem) {
+				t.Skipf("SKIP: %v", err)
+			}
+			t.Fatal(err)
+		}
+		l := &lab{client: client, server: server}
+		r := start(t, Config{Backend: b, Outcomes: true})
+		for _, srv := range []string{"10.237.0.2", "fd00:237::2"} {
+			ap := l.listen(t, netip.MustParseAddr(srv))
+			d := l.dial(t, ap)
+			if d.err != 0 {
+				t.Fatal(d.err)
+			}
+			e := expectOutcome(t, r, ap, d.sport, event.ResultEstablished, 0)
+			if e.Latency < delay || e.Latency > delay+5*time.Millisecond {
+				t.Errorf("%s: latency %v with a %v netem delay (client measured %v)", srv, e.Latency, delay, d.after.Sub(d.before))
+			}
+		}
 	})
 }
