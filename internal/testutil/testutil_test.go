@@ -133,9 +133,22 @@ func localPort(fd int) uint16 {
 func stillPending(t *testing.T, fd int, wait time.Duration) bool {
 	t.Helper()
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-	n, err := unix.Poll(pfd, int(wait.Milliseconds()))
-	if err != nil {
-		t.Fatalf("poll: %v", err)
+	var n int
+	for deadline := time.Now().Add(wait); ; {
+		var err error
+		n, err = unix.Poll(pfd, int(time.Until(deadline).Milliseconds()))
+		// The Go runtime's preemption signals interrupt poll, which
+		// SA_RESTART does not restart.
+		if err == unix.EINTR {
+			if time.Now().Before(deadline) {
+				continue
+			}
+			n, err = 0, nil
+		}
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		break
 	}
 	soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err != nil {

@@ -201,9 +201,12 @@ func TestOutcomes(t *testing.T) {
 					}
 				})
 				t.Run("unreachable-icmp", func(t *testing.T) {
-					// The ICMP error answers the first SYN while the blocking
-					// connect() waits: the kernel keeps it as a soft error,
-					// connect() fails, the socket stays in SYN_SENT.
+					// The ICMP error answering the first SYN arrives while
+					// connect() still holds the socket, so the kernel keeps it
+					// as a soft error (tcp_v4_err); the answer to the
+					// retransmission a second later ends the attempt. Where the
+					// socket instead stays in SYN_SENT (kernel-notes.md), the
+					// tool takes the error from connect()'s return value.
 					ap := netip.AddrPortFrom(srv, rejectPort)
 					d := l.dial(t, ap)
 					if d.err != unix.EHOSTUNREACH {
