@@ -48,6 +48,7 @@ type options struct {
 	outDir      string
 	quick       bool
 	perfDir     string
+	from        string
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -68,6 +69,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.outDir, "out", "bench/out", "output directory")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: short runs, one round, 1 and 4 connectors, few idle samples, no Go benchmarks")
 	fs.StringVar(&o.perfDir, "perf", "", "record `perf record -g` of the tracer during each traced run into this directory")
+	fs.StringVar(&o.from, "from", "HEAD", "build tcpconnect from this git revision (a clean export), or from the work tree as it is with \"worktree\"")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -151,6 +153,7 @@ type bench struct {
 	btScript string
 	configs  []tracerConfig
 	logf     func(string, ...any)
+	waited   time.Duration // spent waiting for QEMU to finish
 }
 
 func run(ctx context.Context, o *options) error {
@@ -179,13 +182,11 @@ func run(ctx context.Context, o *options) error {
 	res := &Results{Started: time.Now().UTC(), Params: paramsOf(o)}
 	res.Machine = machineInfo(root)
 
-	b.logf("building tcpconnect")
 	b.toolBin = filepath.Join(tmp, "tcpconnect")
-	build := exec.Command("go", "build", "-o", b.toolBin, "./cmd/tcpconnect")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building tcpconnect: %w: %s", err, out)
+	if res.Machine.Commit, err = buildTool(root, o.from, tmp, b.toolBin); err != nil {
+		return err
 	}
+	b.logf("built tcpconnect from %s", res.Machine.Commit)
 
 	unmount, err := b.setupConfigs(res)
 	if err != nil {
@@ -193,14 +194,16 @@ func run(ctx context.Context, o *options) error {
 	}
 	defer unmount()
 
+	res.Machine.QEMUAtStart = qemuRunning()
 	if err := b.waitForIdle(ctx, res); err != nil {
 		return err
 	}
+	res.Machine.QEMUAtStart = qemuRunning()
 	res.Machine.LoadAvgAtStart = loadAvg()
 
 	for _, mode := range o.modes {
 		for _, conc := range o.concs {
-			if err := ctx.Err(); err != nil {
+			if err := b.waitForIdle(ctx, res); err != nil {
 				return err
 			}
 			rows, runs, err := b.measure(ctx, mode, conc)
@@ -318,27 +321,30 @@ func (b *bench) argv(c tracerConfig) []string {
 }
 
 // waitForIdle waits until no QEMU runs (other engineers' kernel tests eat
-// both cores), polling every 30 s, and records what it saw.
+// both cores), polling every 30 s, within one budget (-wait-idle) for the
+// whole benchmark; it is called before the first run and again before
+// each block of runs. What it saw goes into the results.
 func (b *bench) waitForIdle(ctx context.Context, res *Results) error {
-	res.Machine.QEMUAtStart = qemuRunning()
-	if b.o.waitIdle <= 0 || !res.Machine.QEMUAtStart {
+	if !qemuRunning() {
 		return nil
 	}
 	start := time.Now()
 	for qemuRunning() {
-		if time.Since(start) > b.o.waitIdle {
-			b.logf("QEMU still running after %v; measuring anyway (recorded in the results)", b.o.waitIdle)
+		if b.waited+time.Since(start) >= b.o.waitIdle {
+			if b.o.waitIdle > 0 {
+				b.logf("QEMU still running after waiting %v in all; measuring anyway (recorded in the results)", b.o.waitIdle)
+			}
 			break
 		}
-		b.logf("QEMU is running; waiting (polling every 30 s, up to %v)", b.o.waitIdle)
+		b.logf("QEMU is running; waiting (polling every 30 s, %v of %v used)", (b.waited + time.Since(start)).Round(time.Second), b.o.waitIdle)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(30 * time.Second):
 		}
 	}
-	res.Machine.WaitedForIdle = time.Since(start).Round(time.Second).String()
-	res.Machine.QEMUAtStart = qemuRunning()
+	b.waited += time.Since(start)
+	res.Machine.WaitedForIdle = b.waited.Round(time.Second).String()
 	return nil
 }
 
@@ -353,6 +359,9 @@ type runRecord struct {
 
 	IWIPerSec float64 `json:"iwi_per_s"`
 	RESPerSec float64 `json:"res_per_s"`
+	// ForcedPerSec is the tool's own count of wakeups its BPF programs
+	// forced (read from its stats map), per second of load.
+	ForcedPerSec *float64 `json:"forced_wakeups_per_s,omitempty"`
 
 	// Tracer measures (traced runs only).
 	AttachMs      float64  `json:"attach_ms,omitempty"`
@@ -360,7 +369,7 @@ type runRecord struct {
 	CPUTotal      float64  `json:"cpu_s_total,omitempty"`
 	Events        int      `json:"events,omitempty"`
 	CPUPer100k    float64  `json:"cpu_s_per_100k_events,omitempty"`
-	MaxRSSMiB     float64  `json:"max_rss_mib,omitempty"`
+	MaxRSSMiB     float64  `json:"vm_hwm_mib,omitempty"`
 	Match         *match   `json:"match,omitempty"`
 	Lines         int      `json:"lines,omitempty"`
 	Garbled       int      `json:"garbled,omitempty"`
@@ -477,6 +486,7 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	if err != nil {
 		return nil, err
 	}
+	forced0, forcedOK := forcedWakeups(p.cmd.Process.Pid)
 	iwi0, res0, err := interrupts()
 	if err != nil {
 		return nil, err
@@ -493,6 +503,10 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	if err != nil {
 		return nil, err
 	}
+	if forced1, ok := forcedWakeups(p.cmd.Process.Pid); ok && forcedOK {
+		v := float64(forced1-forced0) / rec.Load.Elapsed.Seconds()
+		rec.ForcedPerSec = &v
+	}
 	if perf != nil {
 		stopPerf(perf)
 	}
@@ -500,6 +514,13 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	rec.IWIPerSec, rec.RESPerSec = float64(iwi1-iwi0)/secs, float64(res1-res0)/secs
 	rec.CPUSeconds = (cpu1 - cpu0).Seconds()
 
+	// The tracer's own peak, read before it exits: wait4's ru_maxrss would
+	// include the benchmark's RSS, which the child inherits until exec.
+	hwm, err := vmHWM(p.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	rec.MaxRSSMiB = float64(hwm) / 1024
 	st, err := p.stop(20 * time.Second)
 	stopped = true
 	if err != nil {
@@ -507,7 +528,6 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	}
 	rec.ExitCode, rec.Killed = st.exitCode, st.killed
 	rec.CPUTotal = st.cpu.Seconds()
-	rec.MaxRSSMiB = float64(st.maxRSSKiB) / 1024
 	rec.Printed, rec.Lost, rec.SummarySeen = parseSummary(st.stderr)
 	for _, l := range st.stderr {
 		if strings.HasPrefix(l, "Tracing tcp connections") || summaryRE.MatchString(l) ||
@@ -569,6 +589,7 @@ type Row struct {
 	AttachMaxMs  num    `json:"attach_max_ms"` // worst
 	IWIPerSec    num    `json:"iwi_per_s"`
 	RESPerSec    num    `json:"res_per_s"`
+	ForcedPerSec num    `json:"forced_wakeups_per_s"`
 	CaptureDrops uint32 `json:"capture_drops,omitempty"`
 	LoadErrors   int    `json:"load_errors,omitempty"`
 }
@@ -587,7 +608,7 @@ func summarize(mode string, conc int, configs []tracerConfig, untraced []*runRec
 		UntracedRate: num(median(uRates)), Rate: num(median(uRates)), Ratio: 1,
 		P99us: num(median(uP99)), P99Ratio: 1,
 		IWIPerSec: num(median(uIWI)), RESPerSec: num(median(uRES)),
-		CPUPer100k: nan, MaxRSSMiB: nan, AttachMs: nan, AttachMaxMs: nan,
+		CPUPer100k: nan, MaxRSSMiB: nan, AttachMs: nan, AttachMaxMs: nan, ForcedPerSec: nan,
 	}}
 	for _, u := range untraced {
 		rows[0].CaptureDrops += u.Load.CaptureDrops
@@ -599,7 +620,7 @@ func summarize(mode string, conc int, configs []tracerConfig, untraced []*runRec
 			continue
 		}
 		row := Row{Mode: mode, Conc: conc, Config: c.Name, UntracedRate: num(median(uRates))}
-		var rates, p99s, cpu, rss, attach, iwi, res, ratios, p99r []float64
+		var rates, p99s, cpu, rss, attach, iwi, res, ratios, p99r, forced []float64
 		for _, t := range ts {
 			// t ran in round t.Round: between untraced runs Round and
 			// Round+1.
@@ -613,6 +634,9 @@ func summarize(mode string, conc int, configs []tracerConfig, untraced []*runRec
 			attach = append(attach, t.AttachMs)
 			iwi = append(iwi, t.IWIPerSec)
 			res = append(res, t.RESPerSec)
+			if t.ForcedPerSec != nil {
+				forced = append(forced, *t.ForcedPerSec)
+			}
 			row.Match.add(*t.Match)
 			row.Lost += t.Lost
 			row.Garbled += t.Garbled
@@ -625,6 +649,7 @@ func summarize(mode string, conc int, configs []tracerConfig, untraced []*runRec
 		row.CPUPer100k, row.MaxRSSMiB = num(median(cpu)), num(maxOf(rss))
 		row.AttachMs, row.AttachMaxMs = num(median(attach)), num(maxOf(attach))
 		row.IWIPerSec, row.RESPerSec = num(median(iwi)), num(median(res))
+		row.ForcedPerSec = num(median(forced))
 		rows = append(rows, row)
 	}
 	return rows
@@ -652,16 +677,42 @@ func machineInfo(root string) Machine {
 	if unix.Uname(&u) == nil {
 		m.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
-	if out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output(); err == nil {
-		m.Commit = strings.TrimSpace(string(out))
-	}
-	if out, err := exec.Command("git", "-C", root, "status", "--porcelain", "--", "cmd", "internal").Output(); err == nil && len(out) > 0 {
-		m.Commit += " (cmd/ or internal/ modified)"
-	}
 	if out, err := exec.Command("bpftrace", "--version").Output(); err == nil {
 		m.Bpftrace = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// buildTool builds cmd/tcpconnect into bin, from a clean export of the
+// git revision from (so that other people's uncommitted work in the tree
+// is not measured), or from the work tree itself. It returns what was
+// built, for the report.
+func buildTool(root, from, tmp, bin string) (string, error) {
+	dir := root
+	desc := "work tree"
+	if from != "worktree" {
+		rev, err := exec.Command("git", "-C", root, "rev-parse", "--short", from).Output()
+		if err != nil {
+			return "", fmt.Errorf("resolving %s: %w", from, err)
+		}
+		desc = strings.TrimSpace(string(rev))
+		dir = filepath.Join(tmp, "src")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("creating the source directory: %w", err)
+		}
+		export := exec.Command("sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", root, desc, dir)
+		if out, err := export.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("exporting %s: %w: %s", desc, err, out)
+		}
+	} else if rev, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output(); err == nil {
+		desc = strings.TrimSpace(string(rev)) + " + work tree"
+	}
+	build := exec.Command("go", "build", "-o", bin, "./cmd/tcpconnect")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building tcpconnect from %s: %w: %s", desc, err, out)
+	}
+	return desc, nil
 }
 
 // startPerf records the tracer's stacks while the load runs.

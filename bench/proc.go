@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // tracerConfig is one way of tracing the load.
@@ -212,9 +214,6 @@ func (p *tracerProc) stop(timeout time.Duration) (stopResult, error) {
 	if st := p.cmd.ProcessState; st != nil {
 		res.exitCode = st.ExitCode()
 		res.cpu = st.UserTime() + st.SystemTime()
-		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-			res.maxRSSKiB = ru.Maxrss
-		}
 	}
 	res.stderr = p.stderrLines()
 	var exitErr *exec.ExitError
@@ -222,6 +221,20 @@ func (p *tracerProc) stop(timeout time.Duration) (stopResult, error) {
 		return res, fmt.Errorf("waiting for %s: %w", p.cfg.Name, werr)
 	}
 	return res, nil
+}
+
+// vmHWM returns the peak resident set of pid in KiB (VmHWM).
+func vmHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading the tracer's status: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, errors.New("no VmHWM in the tracer's status")
 }
 
 // interrupts returns the per-second interesting rows of /proc/interrupts,
@@ -288,4 +301,65 @@ func loadAvg() float64 {
 	}
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
+}
+
+// statWakeups is STAT_WAKEUPS in internal/tracer/bpf/tcpconnect.h: the
+// index of the forced-wakeup counter in the tool's per-CPU stats map.
+const statWakeups = 3
+
+// forcedWakeups reads the tool's own count of the reader wakeups its BPF
+// programs forced, from its "stats" map, found through the process's file
+// descriptors (fdinfo names each BPF map's ID). tcpconnect does not print
+// this counter; reading it here needs no change to the tool. It returns
+// false when the map is not found (bpftrace, or a changed layout).
+func forcedWakeups(pid int) (uint64, bool) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err != nil || l != "anon_inode:bpf-map" {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
+		if err != nil {
+			continue
+		}
+		var id uint64
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "map_id:"); ok {
+				id, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			}
+		}
+		if id == 0 {
+			continue
+		}
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			continue
+		}
+		n, ok := readWakeups(m)
+		m.Close()
+		if ok {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+func readWakeups(m *ebpf.Map) (uint64, bool) {
+	mi, err := m.Info()
+	if err != nil || mi.Name != "stats" || mi.Type != ebpf.PerCPUArray || mi.MaxEntries <= statWakeups {
+		return 0, false
+	}
+	var perCPU []uint64
+	if err := m.Lookup(uint32(statWakeups), &perCPU); err != nil {
+		return 0, false
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, true
 }
