@@ -23,6 +23,9 @@ type IdleResult struct {
 	MaxMs    num       `json:"max_ms"`
 	TimedOut int       `json:"timed_out"`
 	GapMs    float64   `json:"gap_ms"` // idle time before each connect
+	// IdleCtxPerSec is the tracer's context switches per second while
+	// nothing is traced: its idle wakeups.
+	IdleCtxPerSec float64 `json:"idle_ctx_switches_per_s"`
 }
 
 type stampedLine struct {
@@ -82,8 +85,12 @@ func (b *bench) idleLatency(ctx context.Context, c tracerConfig) (IdleResult, er
 	if _, err := p.waitAttached(15 * time.Second); err != nil {
 		return res, err
 	}
-	// Let the reader settle into its idle back-off.
+	// Let the reader settle into its idle back-off, then count how often
+	// its threads wake up while nothing happens.
 	time.Sleep(time.Second)
+	c0 := ctxSwitches(p.cmd.Process.Pid)
+	time.Sleep(3 * time.Second)
+	res.IdleCtxPerSec, _ = ctxDelta(c0, ctxSwitches(p.cmd.Process.Pid), 3)
 	for range b.o.idleSamples {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -115,6 +122,6 @@ func (b *bench) idleLatency(ctx context.Context, c tracerConfig) (IdleResult, er
 	}
 	s := slices.Clone(res.Samples)
 	res.MedianMs, res.MaxMs = num(median(s)), num(maxOf(s))
-	b.logf("idle %s: median %.2f ms, max %.2f ms, %d timed out", c.Name, float64(res.MedianMs), float64(res.MaxMs), res.TimedOut)
+	b.logf("idle %s: median %.2f ms, max %.2f ms, %d timed out, %.0f ctx sw/s at idle", c.Name, float64(res.MedianMs), float64(res.MaxMs), res.TimedOut, res.IdleCtxPerSec)
 	return res, nil
 }

@@ -154,6 +154,8 @@ type bench struct {
 	configs  []tracerConfig
 	logf     func(string, ...any)
 	waited   time.Duration // spent waiting for QEMU to finish
+	// attachRetries counts tracers that failed to attach the first time.
+	attachRetries int
 }
 
 func run(ctx context.Context, o *options) error {
@@ -239,6 +241,7 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 	res.Finished = time.Now().UTC()
+	res.Machine.AttachRetries = b.attachRetries
 	res.Machine.QEMUAtEnd = qemuRunning()
 	res.Targets = evaluate(res)
 
@@ -362,6 +365,10 @@ type runRecord struct {
 	// ForcedPerSec is the tool's own count of wakeups its BPF programs
 	// forced (read from its stats map), per second of load.
 	ForcedPerSec *float64 `json:"forced_wakeups_per_s,omitempty"`
+	// Context switches of the tracer's threads per second of load, in
+	// all and of its busiest thread.
+	CtxPerSec        float64 `json:"tracer_ctx_switches_per_s,omitempty"`
+	CtxBusiestPerSec float64 `json:"tracer_busiest_thread_ctx_switches_per_s,omitempty"`
 
 	// Tracer measures (traced runs only).
 	AttachMs      float64  `json:"attach_ms,omitempty"`
@@ -412,8 +419,8 @@ func (b *bench) measure(ctx context.Context, mode string, conc int) ([]Row, []ru
 				return nil, nil, err
 			}
 			traced[c.Name] = append(traced[c.Name], t)
-			b.logf("%s c=%d round %d %s: %.0f/s p99 %.0f µs, %d/%d matched, %d lost, cpu %.3f s/100k, attach %.0f ms",
-				mode, conc, r, c.Name, t.Load.Rate, t.Load.P99us, t.Match.Matched, t.Match.Attempts, t.Lost, t.CPUPer100k, t.AttachMs)
+			b.logf("%s c=%d round %d %s: %.0f/s p99 %.0f µs, %d/%d matched, %d lost, cpu %.3f s/100k, attach %.0f ms, %.0f ctx sw/s (busiest thread %.0f)",
+				mode, conc, r, c.Name, t.Load.Rate, t.Load.P99us, t.Match.Matched, t.Match.Attempts, t.Lost, t.CPUPer100k, t.AttachMs, t.CtxPerSec, t.CtxBusiestPerSec)
 		}
 	}
 	for _, u := range untraced {
@@ -457,7 +464,7 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 		return nil, fmt.Errorf("creating the tracer output file: %w", err)
 	}
 	defer out.Close()
-	p, err := startTracer(c, b.argv(c), out)
+	p, attach, err := b.startAttached(c, out)
 	if err != nil {
 		return nil, err
 	}
@@ -467,10 +474,6 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 			_, _ = p.stop(10 * time.Second)
 		}
 	}()
-	attach, err := p.waitAttached(15 * time.Second)
-	if err != nil {
-		return nil, err
-	}
 	rec.AttachMs = float64(attach.Microseconds()) / 1e3
 	// The tracer's reader starts right after it says it is attached.
 	time.Sleep(100 * time.Millisecond)
@@ -487,6 +490,7 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 		return nil, err
 	}
 	forced0, forcedOK := forcedWakeups(p.cmd.Process.Pid)
+	ctx0 := ctxSwitches(p.cmd.Process.Pid)
 	iwi0, res0, err := interrupts()
 	if err != nil {
 		return nil, err
@@ -503,6 +507,7 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	if err != nil {
 		return nil, err
 	}
+	rec.CtxPerSec, rec.CtxBusiestPerSec = ctxDelta(ctx0, ctxSwitches(p.cmd.Process.Pid), rec.Load.Elapsed.Seconds())
 	if forced1, ok := forcedWakeups(p.cmd.Process.Pid); ok && forcedOK {
 		v := float64(forced1-forced0) / rec.Load.Elapsed.Seconds()
 		rec.ForcedPerSec = &v
@@ -565,6 +570,36 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	return rec, ctx.Err()
 }
 
+// startAttached starts the tracer and waits until it is attached. A
+// tracer that fails to attach is tried once more: other people's tests on
+// this machine start tcpconnect too, and concurrent instances race on the
+// temporary tracefs mount (see the README's benchmark section).
+func (b *bench) startAttached(c tracerConfig, out *os.File) (*tracerProc, time.Duration, error) {
+	for try := 0; ; try++ {
+		if err := out.Truncate(0); err != nil {
+			return nil, 0, fmt.Errorf("truncating the tracer output: %w", err)
+		}
+		if _, err := out.Seek(0, 0); err != nil {
+			return nil, 0, fmt.Errorf("rewinding the tracer output: %w", err)
+		}
+		p, err := startTracer(c, b.argv(c), out)
+		if err != nil {
+			return nil, 0, err
+		}
+		attach, err := p.waitAttached(15 * time.Second)
+		if err == nil {
+			return p, attach, nil
+		}
+		_, _ = p.stop(10 * time.Second)
+		if try == 1 {
+			return nil, 0, err
+		}
+		b.logf("%s did not attach, trying once more: %v", c.Name, err)
+		b.attachRetries++
+		time.Sleep(time.Second)
+	}
+}
+
 // Row is the summary of one tracer (or untraced) at one mode and
 // concurrency, over all rounds.
 type Row struct {
@@ -590,6 +625,7 @@ type Row struct {
 	IWIPerSec    num    `json:"iwi_per_s"`
 	RESPerSec    num    `json:"res_per_s"`
 	ForcedPerSec num    `json:"forced_wakeups_per_s"`
+	CtxPerSec    num    `json:"tracer_ctx_switches_per_s"`
 	CaptureDrops uint32 `json:"capture_drops,omitempty"`
 	LoadErrors   int    `json:"load_errors,omitempty"`
 }
@@ -608,7 +644,7 @@ func summarize(mode string, conc int, configs []tracerConfig, untraced []*runRec
 		UntracedRate: num(median(uRates)), Rate: num(median(uRates)), Ratio: 1,
 		P99us: num(median(uP99)), P99Ratio: 1,
 		IWIPerSec: num(median(uIWI)), RESPerSec: num(median(uRES)),
-		CPUPer100k: nan, MaxRSSMiB: nan, AttachMs: nan, AttachMaxMs: nan, ForcedPerSec: nan,
+		CPUPer100k: nan, MaxRSSMiB: nan, AttachMs: nan, AttachMaxMs: nan, ForcedPerSec: nan, CtxPerSec: nan,
 	}}
 	for _, u := range untraced {
 		rows[0].CaptureDrops += u.Load.CaptureDrops
@@ -620,7 +656,7 @@ func summarize(mode string, conc int, configs []tracerConfig, untraced []*runRec
 			continue
 		}
 		row := Row{Mode: mode, Conc: conc, Config: c.Name, UntracedRate: num(median(uRates))}
-		var rates, p99s, cpu, rss, attach, iwi, res, ratios, p99r, forced []float64
+		var rates, p99s, cpu, rss, attach, iwi, res, ratios, p99r, forced, ctxs []float64
 		for _, t := range ts {
 			// t ran in round t.Round: between untraced runs Round and
 			// Round+1.
@@ -634,6 +670,7 @@ func summarize(mode string, conc int, configs []tracerConfig, untraced []*runRec
 			attach = append(attach, t.AttachMs)
 			iwi = append(iwi, t.IWIPerSec)
 			res = append(res, t.RESPerSec)
+			ctxs = append(ctxs, t.CtxPerSec)
 			if t.ForcedPerSec != nil {
 				forced = append(forced, *t.ForcedPerSec)
 			}
@@ -649,7 +686,7 @@ func summarize(mode string, conc int, configs []tracerConfig, untraced []*runRec
 		row.CPUPer100k, row.MaxRSSMiB = num(median(cpu)), num(maxOf(rss))
 		row.AttachMs, row.AttachMaxMs = num(median(attach)), num(maxOf(attach))
 		row.IWIPerSec, row.RESPerSec = num(median(iwi)), num(median(res))
-		row.ForcedPerSec = num(median(forced))
+		row.ForcedPerSec, row.CtxPerSec = num(median(forced)), num(median(ctxs))
 		rows = append(rows, row)
 	}
 	return rows

@@ -184,11 +184,10 @@ func procCPU(pid int) (time.Duration, error) {
 
 // stopResult is how a tracer ended.
 type stopResult struct {
-	exitCode  int
-	cpu       time.Duration // utime+stime over the whole life (rusage)
-	maxRSSKiB int64
-	stderr    []string
-	killed    bool
+	exitCode int
+	cpu      time.Duration // utime+stime over the whole life (rusage)
+	stderr   []string
+	killed   bool
 }
 
 // stop sends SIGINT and waits for the exit; after timeout it kills the
@@ -301,6 +300,43 @@ func loadAvg() float64 {
 	}
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
+}
+
+// ctxSwitches returns the context switches (voluntary and not) of each
+// of pid's threads, keyed by thread ID: each is a sleep and a wakeup of
+// that thread, which costs more than the work itself when it is short.
+func ctxSwitches(pid int) map[string]uint64 {
+	out := make(map[string]uint64)
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return out
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, key := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+				if v, ok := strings.CutPrefix(line, key); ok {
+					n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+					out[t.Name()] += n
+				}
+			}
+		}
+	}
+	return out
+}
+
+// ctxDelta returns the switches per second between two ctxSwitches
+// samples: in all, and of the busiest thread.
+func ctxDelta(a, b map[string]uint64, secs float64) (total, busiest float64) {
+	for tid, n := range b {
+		d := float64(n-a[tid]) / secs
+		total += d
+		busiest = max(busiest, d)
+	}
+	return total, busiest
 }
 
 // statWakeups is STAT_WAKEUPS in internal/tracer/bpf/tcpconnect.h: the

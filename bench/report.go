@@ -93,6 +93,8 @@ type Machine struct {
 	RunsWithQEMU    int     `json:"runs_with_qemu"`
 	WaitedForIdle   string  `json:"waited_for_idle,omitempty"`
 	LoadAvgAtStart  float64 `json:"loadavg_1m_at_start"`
+	// AttachRetries counts tracer starts that failed and were tried again.
+	AttachRetries int `json:"attach_retries"`
 }
 
 // Idle reports whether nothing else heavy ran during the measurements.
@@ -313,8 +315,8 @@ func markdown(res *Results) string {
 	s.WriteString("\n\n")
 	for _, mode := range p.Modes {
 		fmt.Fprintf(&s, "**%s**\n\n", mode)
-		s.WriteString("| conc | tracer | connects/s | ratio | ratio per round | p99 µs | p99× | reported/attempts | lost | garbled | CPU s/100k ev | peak RSS MiB | attach ms | IWI/s | forced wakeups/s |\n")
-		s.WriteString("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		s.WriteString("| conc | tracer | connects/s | ratio | ratio per round | p99 µs | p99× | reported/attempts | lost | garbled | CPU s/100k ev | peak RSS MiB | attach ms | IWI/s | forced wakeups/s | tracer ctx sw/s |\n")
+		s.WriteString("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range res.Rows {
 			if r.Mode != mode {
 				continue
@@ -334,17 +336,17 @@ func markdown(res *Results) string {
 					lost = fmt.Sprint(r.Lost)
 				}
 			}
-			fmt.Fprintf(&s, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			fmt.Fprintf(&s, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				r.Conc, r.Config, f0(r.Rate), f2(r.Ratio), strings.Join(runs, " "), f0(r.P99us), f2(r.P99Ratio),
-				rep, lost, garbled, f3(r.CPUPer100k), f1(r.MaxRSSMiB), f0(r.AttachMs), f0(r.IWIPerSec), f0(r.ForcedPerSec))
+				rep, lost, garbled, f3(r.CPUPer100k), f1(r.MaxRSSMiB), f0(r.AttachMs), f0(r.IWIPerSec), f0(r.ForcedPerSec), f0(r.CtxPerSec))
 		}
 		s.WriteString("\n")
 	}
 	if len(res.Idle) > 0 {
 		s.WriteString("Idle latency (one connect after a quiet gap, from before connect() to its line on the tracer's stdout pipe):\n\n")
-		s.WriteString("| tracer | samples | median ms | max ms | timed out |\n|---|---:|---:|---:|---:|\n")
+		s.WriteString("| tracer | samples | median ms | max ms | timed out | tracer ctx sw/s at idle |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, i := range res.Idle {
-			fmt.Fprintf(&s, "| %s | %d | %s | %s | %d |\n", i.Config, len(i.Samples), f2(i.MedianMs), f2(i.MaxMs), i.TimedOut)
+			fmt.Fprintf(&s, "| %s | %d | %s | %s | %d | %.0f |\n", i.Config, len(i.Samples), f2(i.MedianMs), f2(i.MaxMs), i.TimedOut, i.IdleCtxPerSec)
 		}
 		s.WriteString("\n")
 	}
