@@ -33,6 +33,7 @@ type options struct {
 	cgroupPath      string // --cgroup, resolved in run
 	dns             bool   // -d
 	dnsCacheSize    int
+	daemon          daemonOptions // --output, -q, --metrics-*: metrics.go
 }
 
 // errUsage marks errors that are the user's input: exit code 2. usage is
@@ -65,6 +66,7 @@ Examples:
   tcpconnect -c          # count connects per source, destination and port
   tcpconnect -r          # show how each attempt ended and how long it took
   tcpconnect --json      # one JSON object per line
+  tcpconnect -q --metrics-addr :9464  # no output; Prometheus metrics at :9464/metrics
 
 Options:
 `
@@ -104,6 +106,7 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVar(&failed, "failed", false, "only failed attempts (implies -r)")
 	fs.Float64Var(&minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema in the README)")
+	addDaemonFlags(fs, &o.daemon)
 	fs.StringVar(&o.containerPrefix, "container", "", "add a CONTAINER column; --container=`ID-PREFIX` also keeps only containers whose id starts so")
 	fs.Lookup("container").NoOptDefVal = containerColumnOnly
 	fs.BoolVarP(&o.extended, "extended", "x", false, "add PPID and CGROUP columns")
@@ -146,6 +149,9 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	err := o.fill(pid, ports, uid, ipv4, ipv6, backend, bufSize, maxPending, failed, minLatency)
 	if err == nil {
 		err = o.fillContext(fs.Changed("container"), netns)
+	}
+	if err == nil {
+		err = o.fillDaemon(fs.Changed)
 	}
 	if err != nil {
 		return nil, withUsage(err)

@@ -160,12 +160,19 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if names != nil {
 		popts.Names = names
 	}
-	var p output.Printer
+	var p output.Printer = noOutput{}
 	if o.json {
 		p = output.NewJSON(stdout, popts)
-	} else {
+	} else if o.daemon.output != outputNone {
 		p = output.NewTable(stdout, popts)
 	}
+	p, stopMetrics, err := serveMetrics(ctx, o, t, p, stderr)
+	if err != nil {
+		return err
+	}
+	// Deferred after t.Close, so it runs first: no scrape reads a closed
+	// tracer.
+	defer stopMetrics()
 	fmt.Fprintln(stderr, "Tracing tcp connections. Hit Ctrl-C to end.")
 	s := &sink{p: p}
 	err = stdoutErr(p.Header())

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/metrics"
+	"github.com/tcpconnect/tcpconnect/internal/output"
+	"github.com/tcpconnect/tcpconnect/internal/tracer"
+)
+
+// Output formats (--output).
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+	outputNone  = "none"
+)
+
+// daemonOptions are the flags for running as a fleet daemon: what to
+// print, and the Prometheus endpoint.
+type daemonOptions struct {
+	output       string // table, json or none
+	quiet        bool   // -q: --output none
+	metricsAddr  string
+	metricsPorts string
+	ports        []uint16 // metricsPorts, parsed
+}
+
+// addDaemonFlags declares the daemon flags on fs; fillDaemon checks them
+// once fs is parsed.
+func addDaemonFlags(fs *pflag.FlagSet, d *daemonOptions) {
+	fs.StringVar(&d.output, "output", outputTable, "per-event output `FORMAT`: table, json (as --json) or none (for daemons: metrics and warnings only)")
+	fs.BoolVarP(&d.quiet, "quiet", "q", false, "same as --output none")
+	fs.StringVar(&d.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (like :9464) and health at /healthz; implies -r")
+	fs.StringVar(&d.metricsPorts, "metrics-ports", "", "also count attempts per destination port, for these `PORTS` only (comma-separated, up to 64)")
+}
+
+// fillDaemon settles the output format and the metrics options. changed
+// reports whether a flag was given on the command line.
+func (o *options) fillDaemon(changed func(name string) bool) error {
+	d := &o.daemon
+	switch d.output {
+	case outputTable, outputJSON, outputNone:
+	default:
+		return usagef("invalid --output %q: want table, json or none", d.output)
+	}
+	if d.quiet {
+		if changed("output") && d.output != outputNone {
+			return usagef("-q means --output none; it cannot be combined with --output %s", d.output)
+		}
+		d.output = outputNone
+	}
+	if o.json {
+		if d.output != outputJSON && (changed("output") || d.quiet) {
+			return usagef("--json means --output json; it cannot be combined with --output %s", d.output)
+		}
+		d.output = outputJSON
+	}
+	o.json = d.output == outputJSON
+	if o.count && d.output == outputNone {
+		return usagef("-c prints its counts at the end; --output none would hide them")
+	}
+	if d.metricsPorts != "" {
+		if d.metricsAddr == "" {
+			return usagef("--metrics-ports needs --metrics-addr")
+		}
+		ports, err := metrics.ParsePorts(d.metricsPorts)
+		if err != nil {
+			return usagef("invalid --metrics-ports %q: %v", d.metricsPorts, err)
+		}
+		d.ports = ports
+	}
+	if d.metricsAddr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(d.metricsAddr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return usagef("invalid --metrics-addr %q: want HOST:PORT or :PORT (like :9464)", d.metricsAddr)
+	}
+	if o.count {
+		return usagef("--metrics-addr counts outcomes as they happen; it cannot be combined with -c")
+	}
+	// The metrics count results, which only a tracer that follows each
+	// attempt to its end knows. The printed lines follow too: they come
+	// at each attempt's end, with its result, as with -r.
+	o.results = true
+	o.tracer.Outcomes = true
+	return nil
+}
+
+// version is set at link time (-ldflags "-X main.version=v1.2.3"), as
+// the Containerfile does; otherwise the module version Go recorded.
+var version string
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+// noOutput is --output none.
+type noOutput struct{}
+
+func (noOutput) Header() error            { return nil }
+func (noOutput) Event(*event.Event) error { return nil }
+func (noOutput) Flush() error             { return nil }
+
+// metricsPrinter counts each event before printing it.
+type metricsPrinter struct {
+	output.Printer
+	m *metrics.Metrics
+}
+
+func (p metricsPrinter) Event(e *event.Event) error {
+	p.m.Observe(e)
+	return p.Printer.Event(e)
+}
+
+// serveMetrics starts the --metrics-addr endpoint for the attached tracer
+// t and returns p wrapped to count events, and a stop function that marks
+// the node unhealthy, shuts the server down and stops reading the
+// kernel's counters; call it before t is closed. /healthz turns 503 as
+// soon as ctx is done, when shutdown begins. Without --metrics-addr it
+// returns p unchanged.
+func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Printer, stderr io.Writer) (output.Printer, func(), error) {
+	addr := o.daemon.metricsAddr
+	if addr == "" {
+		return p, func() {}, nil
+	}
+	stats := &statsReader{t: t}
+	labels := prometheus.Labels{}
+	// Set from the downward API by the DaemonSet, so that each node's
+	// series stay apart wherever they are collected.
+	if node := os.Getenv("NODE_NAME"); node != "" {
+		labels["node"] = node
+	}
+	m, err := metrics.New(metrics.Config{
+		Backend:     string(t.Backend()),
+		Version:     versionString(),
+		ConstLabels: labels,
+		Ports:       o.daemon.ports,
+		Stats:       stats.read,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           m.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.New(stderr, "tcpconnect: metrics: ", 0),
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintf(stderr, "tcpconnect: warning: metrics server stopped: %v\n", err)
+		}
+	}()
+	m.SetReady(true)
+	unready := context.AfterFunc(ctx, func() { m.SetReady(false) })
+	// The address actually bound: with port 0 the kernel picks it.
+	fmt.Fprintf(stderr, "tcpconnect: serving metrics on http://%s/metrics\n", ln.Addr())
+	stop := func() {
+		unready()
+		m.SetReady(false)
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		<-served
+		stats.detach()
+	}
+	return metricsPrinter{Printer: p, m: m}, stop, nil
+}
+
+// statsReader reads the tracer's counters for scrapes, until detach: a
+// scrape still running when the tracer closes must not touch its maps.
+type statsReader struct {
+	mu   sync.Mutex
+	t    *tracer.Tracer
+	last tracer.Stats
+}
+
+func (s *statsReader) read() (tracer.Stats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t == nil {
+		return s.last, nil
+	}
+	st, err := s.t.Stats()
+	if err != nil {
+		return st, err
+	}
+	s.last = st
+	return st, nil
+}
+
+func (s *statsReader) detach() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.t = nil
+}

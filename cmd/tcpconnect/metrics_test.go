@@ -1,0 +1,625 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tcpconnect/tcpconnect/internal/testutil"
+)
+
+func TestDaemonFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		output  string
+		json    bool
+		results bool
+		ports   []uint16
+	}{
+		{args: nil, output: "table"},
+		{args: []string{"-q"}, output: "none"},
+		{args: []string{"--output", "none", "-r"}, output: "none", results: true},
+		{args: []string{"--output=json"}, output: "json", json: true},
+		{args: []string{"--json"}, output: "json", json: true},
+		{args: []string{"--json", "--output", "json"}, output: "json", json: true},
+		{args: []string{"-q", "--output", "none"}, output: "none"},
+		// The metrics need results: --metrics-addr implies -r.
+		{args: []string{"--metrics-addr", ":9464"}, output: "table", results: true},
+		{args: []string{"--json", "--metrics-addr", "127.0.0.1:0", "--metrics-ports", "443, 80,443"},
+			output: "json", json: true, results: true, ports: []uint16{443, 80}},
+		{args: []string{"--output", "none", "--metrics-addr", "[::1]:9464", "--failed"}, output: "none", results: true},
+	} {
+		o, err := parseFlags(tc.args, io.Discard)
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if o.daemon.output != tc.output || o.json != tc.json || o.results != tc.results ||
+			o.tracer.Outcomes != tc.results || !slices.Equal(o.daemon.ports, tc.ports) {
+			t.Errorf("%q: output %q json %v results %v outcomes %v ports %v", tc.args,
+				o.daemon.output, o.json, o.results, o.tracer.Outcomes, o.daemon.ports)
+		}
+	}
+	for _, args := range [][]string{
+		{"--output", "xml"},
+		{"--output", "table", "-q"},
+		{"--json", "--output", "table"},
+		{"--json", "-q"},
+		{"-c", "-q"},
+		{"--metrics-ports", "80"},
+		{"--metrics-addr", ":9464", "--metrics-ports", "0"},
+		{"--metrics-addr", ":9464", "--metrics-ports", "80,,443"},
+		{"--metrics-addr", ":9464", "-c"},
+		{"--metrics-addr", "9464"},
+		{"--metrics-addr", "localhost:http"},
+		{"--metrics-addr", ":99999"},
+	} {
+		_, err := parseFlags(args, io.Discard)
+		var u errUsage
+		if err == nil || !errors.As(err, &u) || u.usage == "" {
+			t.Errorf("%q: got %v, want a usage error", args, err)
+		}
+	}
+}
+
+// readDaemonSet parses the DaemonSet of deploy/kubernetes.
+func readDaemonSet(t *testing.T) *appsv1.DaemonSet {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kubernetes", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found *appsv1.DaemonSet
+	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(raw), -1) {
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("a document of daemonset.yaml: %v", err)
+		}
+		if meta.Kind != "DaemonSet" {
+			continue
+		}
+		var ds appsv1.DaemonSet
+		// Strict: a misspelt field would be silently dropped by the API
+		// server's older versions and by this test otherwise.
+		if err := yaml.UnmarshalStrict([]byte(doc), &ds); err != nil {
+			t.Fatalf("DaemonSet: %v", err)
+		}
+		if found != nil {
+			t.Fatal("two DaemonSets in daemonset.yaml")
+		}
+		found = &ds
+	}
+	if found == nil {
+		t.Fatal("no DaemonSet in daemonset.yaml")
+	}
+	return found
+}
+
+// TestDaemonSetManifest checks the security-relevant parts of the
+// DaemonSet, and that the tool accepts its arguments.
+func TestDaemonSetManifest(t *testing.T) {
+	ds := readDaemonSet(t)
+	if ds.APIVersion != "apps/v1" {
+		t.Errorf("apiVersion %q", ds.APIVersion)
+	}
+	spec := ds.Spec.Template.Spec
+	if !spec.HostPID {
+		t.Error("hostPID is not true")
+	}
+	if spec.HostNetwork {
+		t.Error("hostNetwork: the tool needs no host network namespace to trace")
+	}
+	sel, labels := ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels
+	if len(sel) == 0 {
+		t.Error("no selector")
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			t.Errorf("selector %s=%s does not match the pod labels %v", k, v, labels)
+		}
+	}
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	sc := c.SecurityContext
+	if sc == nil {
+		t.Fatal("no securityContext")
+	}
+	if sc.Privileged == nil || *sc.Privileged {
+		t.Error("privileged is not explicitly false")
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("allowPrivilegeEscalation is not false")
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Error("readOnlyRootFilesystem is not true")
+	}
+	if sc.Capabilities == nil {
+		t.Fatal("no capabilities")
+	}
+	add := slices.Sorted(slices.Values(sc.Capabilities.Add))
+	if want := []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN"}; !slices.Equal(add, want) {
+		t.Errorf("capabilities add %v, want exactly %v", add, want)
+	}
+	if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("capabilities drop %v, want [ALL]", sc.Capabilities.Drop)
+	}
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if q, ok := c.Resources.Limits[res]; !ok || q.IsZero() {
+			t.Errorf("no %s limit", res)
+		}
+		if q, ok := c.Resources.Requests[res]; !ok || q.IsZero() {
+			t.Errorf("no %s request", res)
+		}
+	}
+	var port *corev1.ContainerPort
+	for i := range c.Ports {
+		if c.Ports[i].Name == "metrics" {
+			port = &c.Ports[i]
+		}
+	}
+	if port == nil || port.ContainerPort != 9464 {
+		t.Fatalf("ports %+v: want one named metrics on 9464", c.Ports)
+	}
+	ann := ds.Spec.Template.Annotations
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != "9464" {
+		t.Errorf("scrape annotations %v", ann)
+	}
+	var nodeEnv bool
+	for _, e := range c.Env {
+		if e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
+			nodeEnv = true
+		}
+	}
+	if !nodeEnv {
+		t.Error("no NODE_NAME from the downward API (spec.nodeName)")
+	}
+	// Every host path is mounted read-only.
+	hostPaths := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	mounted := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		if p, ok := hostPaths[m.Name]; ok {
+			if !m.ReadOnly {
+				t.Errorf("host path %s is mounted writable", p)
+			}
+			mounted[p] = true
+		}
+	}
+	for _, p := range []string{"/sys/kernel/tracing", "/sys/fs/cgroup"} {
+		if !mounted[p] {
+			t.Errorf("host path %s is not mounted", p)
+		}
+	}
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/healthz" {
+		t.Error("no readiness probe on /healthz")
+	}
+
+	// The binary's own flag parser must take the container's arguments,
+	// and they must mean what the manifest's comments say.
+	o, err := parseFlags(c.Args, io.Discard)
+	if err != nil {
+		t.Fatalf("args %q: %v", c.Args, err)
+	}
+	if o.daemon.output != outputNone || o.daemon.metricsAddr != ":9464" || !o.tracer.Outcomes {
+		t.Errorf("args %q: output %q, metrics on %q, outcomes %v", c.Args, o.daemon.output, o.daemon.metricsAddr, o.tracer.Outcomes)
+	}
+	if len(c.Command) != 0 {
+		t.Errorf("command %q overrides the image's entrypoint", c.Command)
+	}
+}
+
+// TestContainerfile: the image builds the command statically and starts
+// it; the binary it names is the one the DaemonSet runs.
+func TestContainerfile(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "Containerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(raw)
+	for _, want := range []string{"CGO_ENABLED=0", "./cmd/tcpconnect", `ENTRYPOINT ["/usr/local/bin/tcpconnect"]`, "-X main.version="} {
+		if !strings.Contains(s, want) {
+			t.Errorf("Containerfile lacks %q", want)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^FROM \S*(distroless/static|scratch)\S*\s*$`).MatchString(s) {
+		t.Error("the final image is not distroless/static or scratch")
+	}
+}
+
+var metricsAddrRE = regexp.MustCompile(`serving metrics on http://(\S+)/metrics`)
+
+// metricsURL returns the base URL the tool says it serves on.
+func (p *proc) metricsURL(t *testing.T) string {
+	t.Helper()
+	m := metricsAddrRE.FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		t.Fatalf("no metrics address on stderr: %s", p.stderr.String())
+	}
+	return "http://" + m[1]
+}
+
+// scrapeMetrics returns the samples of /metrics keyed by the series as
+// printed (name{labels}).
+func scrapeMetrics(base string) (map[string]float64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("sample %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out, s.Err()
+}
+
+// closedPort returns a loopback address where nothing listens: connects
+// to it are refused. The kernel picked the port, so no other test uses it.
+func closedPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	return ap
+}
+
+var summaryRE = regexp.MustCompile(`tcpconnect: (\d+) events printed, (\d+) lost`)
+
+// TestMetricsEndToEnd: with --output none --metrics-addr, N established
+// and M refused attempts are counted exactly while /metrics is scraped
+// under the load; lost events match the exit summary; nothing is printed
+// per event; SIGTERM ends the run and the server.
+func TestMetricsEndToEnd(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	const n, m = 2000, 500
+	open := listener(t, "127.0.0.1:0")
+	refused := closedPort(t)
+	ports := fmt.Sprintf("%d,%d", open.Port(), refused.Port())
+	// -P keeps other traffic of this host (other tests) out of the counts.
+	p := startTool(t, "--output", "none", "--metrics-addr", "127.0.0.1:0", "--metrics-ports", ports, "-P", ports)
+	base := p.metricsURL(t)
+
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Errorf("/healthz while tracing: %d %q", resp.StatusCode, body)
+	}
+
+	// Scrape all the time the load runs: the endpoint must keep answering
+	// and the counters must never go down.
+	stopScraping := make(chan struct{})
+	scrapeErr := make(chan error, 1)
+	var scrapes atomic.Int64
+	go func() {
+		last := 0.0
+		for {
+			select {
+			case <-stopScraping:
+				scrapeErr <- nil
+				return
+			default:
+			}
+			got, err := scrapeMetrics(base)
+			if err != nil {
+				scrapeErr <- err
+				return
+			}
+			v := got[`tcpconnect_connects_total{family="ipv4",result="established"}`]
+			if v < last {
+				scrapeErr <- fmt.Errorf("established went from %v down to %v", last, v)
+				return
+			}
+			last = v
+			scrapes.Add(1)
+		}
+	}()
+	// The load comes in rounds, with a scrape completed between each, so
+	// that scrapes and connects interleave however fast either is.
+	const rounds = 5
+	for range rounds {
+		var load sync.WaitGroup
+		for w := range 4 {
+			load.Go(func() {
+				for i := w; i < n/rounds; i += 4 {
+					if _, errno := testutil.ConnectRaw(open); errno != 0 {
+						t.Errorf("connect %v: %v", open, errno)
+						return
+					}
+				}
+			})
+		}
+		for range m / rounds {
+			if _, errno := testutil.ConnectRaw(refused); errno != syscall.ECONNREFUSED {
+				t.Fatalf("connect %v: %v, want ECONNREFUSED", refused, errno)
+			}
+		}
+		load.Wait()
+		for seen := scrapes.Load(); scrapes.Load() <= seen; {
+			select {
+			case err := <-scrapeErr:
+				t.Fatalf("scraping under load: %v", err)
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	close(stopScraping)
+	if err := <-scrapeErr; err != nil {
+		t.Fatalf("scraping under load: %v", err)
+	}
+	t.Logf("%d scrapes during the load", scrapes.Load())
+
+	want := map[string]float64{
+		`tcpconnect_connects_total{family="ipv4",result="established"}`:              n,
+		`tcpconnect_connects_total{family="ipv4",result="refused"}`:                  m,
+		`tcpconnect_connects_total{family="ipv6",result="established"}`:              0,
+		`tcpconnect_connects_total{family="ipv4",result="timeout"}`:                  0,
+		fmt.Sprintf(`tcpconnect_connects_by_port_total{dport="%d"}`, open.Port()):    n,
+		fmt.Sprintf(`tcpconnect_connects_by_port_total{dport="%d"}`, refused.Port()): m,
+		`tcpconnect_handshake_latency_seconds_count`:                                 n,
+		`tcpconnect_handshake_latency_seconds_bucket{le="+Inf"}`:                     n,
+	}
+	var got map[string]float64
+	// Poll until the counts are reached and stay put: the last outcomes
+	// may still be in the ring buffer.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err = scrapeMetrics(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := true
+		for k, v := range want {
+			done = done && got[k] == v
+		}
+		if done {
+			time.Sleep(200 * time.Millisecond)
+			if again, err := scrapeMetrics(base); err == nil && again[`tcpconnect_connects_total{family="ipv4",result="established"}`] == n &&
+				again[`tcpconnect_connects_total{family="ipv4",result="refused"}`] == m {
+				got = again
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
+			}
+			t.FailNow()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Loopback handshakes finish well within a second.
+	if b := got[`tcpconnect_handshake_latency_seconds_bucket{le="1"}`]; b != n {
+		t.Errorf("%v of %d handshakes within 1s", b, n)
+	}
+	var info bool
+	for k, v := range got {
+		if strings.HasPrefix(k, "tcpconnect_info{backend=") && v == 1 {
+			info = true
+		}
+	}
+	if !info {
+		t.Error("no tcpconnect_info")
+	}
+	if _, ok := got["go_goroutines"]; !ok {
+		t.Error("no Go collector")
+	}
+	if _, ok := got["process_resident_memory_bytes"]; !ok {
+		t.Error("no process collector")
+	}
+	lost, ok := got["tcpconnect_events_lost_total"]
+	if !ok {
+		t.Fatal("no tcpconnect_events_lost_total")
+	}
+
+	p.stop(t, syscall.SIGTERM)
+	sum := summaryRE.FindStringSubmatch(p.stderr.String())
+	if sum == nil {
+		t.Fatalf("no summary at exit: %s", p.stderr.String())
+	}
+	if sum[2] != strconv.FormatFloat(lost, 'f', -1, 64) {
+		t.Errorf("tcpconnect_events_lost_total %v, but the tool says %s lost", lost, sum[2])
+	}
+	if sum[1] != strconv.Itoa(n+m) {
+		t.Errorf("%s events handled, want %d", sum[1], n+m)
+	}
+	for l := range p.lines {
+		t.Errorf("--output none printed %q", l)
+	}
+	if _, err := http.Get(base + "/metrics"); err == nil {
+		t.Error("the metrics server still answers after exit")
+	}
+}
+
+// TestMetricsWithTable: --metrics-addr alone keeps the table, which then
+// shows results (it implies -r), and counts what it prints.
+func TestMetricsWithTable(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	open := listener(t, "127.0.0.1:0")
+	p := startTool(t, "--metrics-addr", "127.0.0.1:0", "-P", strconv.Itoa(int(open.Port())))
+	base := p.metricsURL(t)
+	p.waitLine(t, "LAT(ms)", "RESULT")
+	sport, errno := testutil.ConnectRaw(open)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	line := p.waitLine(t, " "+strconv.Itoa(int(sport))+" ")
+	if f := strings.Fields(line); f[len(f)-1] != "established" {
+		t.Errorf("line %q", line)
+	}
+	got, err := scrapeMetrics(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got[`tcpconnect_connects_total{family="ipv4",result="established"}`]; v != 1 {
+		t.Errorf("established %v, want 1", v)
+	}
+	p.stop(t, syscall.SIGTERM)
+}
+
+// TestPrometheusScrapesTool: a real Prometheus scrapes the tool and sees
+// exactly the connects made.
+func TestPrometheusScrapesTool(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	prom, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("TCPCONNECT_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatalf("PROMETHEUS MISSING: no prometheus binary (%v), and TCPCONNECT_REQUIRE_PRIVILEGED=1 requires this test to run (.ci/run installs Debian's prometheus)", err)
+		}
+		t.Skipf("SKIPPING: no prometheus binary (%v); install Debian's prometheus package to run this test", err)
+	}
+	const n = 25
+	open := listener(t, "127.0.0.1:0")
+	port := strconv.Itoa(int(open.Port()))
+	p := startTool(t, "--output", "none", "--metrics-addr", "127.0.0.1:0", "--metrics-ports", port, "-P", port)
+	target := strings.TrimPrefix(p.metricsURL(t), "http://")
+
+	dir := t.TempDir()
+	config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: tcpconnect
+    static_configs:
+      - targets: [%q]
+`, target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	promAddr := closedPort(t).String()
+	cmd := exec.Command(prom,
+		"--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr,
+	)
+	promLog := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = promLog, promLog
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Stops this Prometheus, and only it.
+	stopProm := func() {
+		if cmd.ProcessState != nil {
+			return
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	t.Cleanup(stopProm)
+
+	query := func(q string) (string, error) {
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Status string
+			Data   struct {
+				Result []struct {
+					Value [2]any
+				}
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			return "", err
+		}
+		if r.Status != "success" {
+			return "", fmt.Errorf("query %s: status %s", q, r.Status)
+		}
+		if len(r.Data.Result) != 1 {
+			return "", fmt.Errorf("query %s: %d results", q, len(r.Data.Result))
+		}
+		v, _ := r.Data.Result[0].Value[1].(string)
+		return v, nil
+	}
+	waitFor := func(q, want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		var got string
+		var err error
+		for time.Now().Before(deadline) {
+			select {
+			case err := <-exited:
+				t.Fatalf("prometheus exited: %v\n%s", err, promLog.String())
+			default:
+			}
+			if got, err = query(q); err == nil && got == want {
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		t.Fatalf("%s = %q (%v), want %s; prometheus log:\n%s", q, got, err, want, promLog.String())
+	}
+	waitFor(`up{job="tcpconnect"}`, "1")
+	for range n {
+		if _, errno := testutil.ConnectRaw(open); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	want := strconv.Itoa(n)
+	waitFor(`sum(tcpconnect_connects_total{result="established"})`, want)
+	waitFor(fmt.Sprintf(`tcpconnect_connects_by_port_total{dport=%q}`, port), want)
+	waitFor(`tcpconnect_handshake_latency_seconds_count`, want)
+	stopProm()
+	p.stop(t, syscall.SIGTERM)
+}

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package metrics turns connect outcomes into Prometheus metrics and
+// serves them, with a health check, for tcpconnect's daemon mode
+// (--metrics-addr).
+//
+// Every series is created up front and its handle kept in an array or a
+// map indexed by what an event carries, so that Observe, called for each
+// event on the tracer's hot path, neither allocates nor builds label
+// strings. Label values are bounded by construction: family × result is
+// a fixed set and ports are counted only when listed (never one series
+// per address or per port seen), so the number of series cannot grow with
+// the traffic.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/tracer"
+)
+
+// Config says what to export.
+type Config struct {
+	// Backend and Version label tcpconnect_info.
+	Backend, Version string
+	// ConstLabels are added to every series this package exports,
+	// including the Go and process collectors' (the daemon uses it for
+	// "node", so that series from a fleet stay apart even when scraped
+	// through one endpoint or federated).
+	ConstLabels prometheus.Labels
+	// Ports get their own tcpconnect_connects_by_port_total series.
+	Ports []uint16
+	// Stats reads the kernel's counters; it is called at each scrape, so
+	// the exported values are the kernel's own, never a copy that lags.
+	// nil: the loss counters are not exported.
+	Stats func() (tracer.Stats, error)
+}
+
+// LatencyBuckets are the upper bounds, in seconds, of
+// tcpconnect_handshake_latency_seconds: from 100µs (a loopback or
+// same-rack handshake) to 10s (the first SYN retransmits are at 1s and 3s,
+// so anything slower lands in the top buckets or +Inf).
+var LatencyBuckets = []float64{
+	0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005,
+	0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5,
+	1, 2.5, 5, 10,
+}
+
+// families are the label values of family, indexed by familyIndex.
+var families = [...]event.Family{event.FamilyIPv4, event.FamilyIPv6}
+
+func familyIndex(f event.Family) int {
+	switch f {
+	case event.FamilyIPv4:
+		return 0
+	case event.FamilyIPv6:
+		return 1
+	}
+	return -1
+}
+
+// numResults bounds the Result values that are counted: every final
+// result. ResultUnknown (an attempt whose answer is not known yet) and
+// ResultPending (still unanswered at exit) are not outcomes and never
+// count; an attempt counts once, when it ends.
+const numResults = int(event.ResultPending)
+
+// Metrics holds the series and serves them.
+type Metrics struct {
+	reg *prometheus.Registry
+	// connects[family][result]; index 0 of result (ResultUnknown) is nil.
+	connects [len(families)][numResults]prometheus.Counter
+	byPort   map[uint16]prometheus.Counter
+	latency  prometheus.Histogram
+	ready    atomic.Bool
+	handler  http.Handler
+}
+
+// New registers every series on a registry of its own: the global one
+// would mix in whatever else the process's libraries register there, and
+// tests could not make two.
+func New(cfg Config) (*Metrics, error) {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	r := prometheus.WrapRegistererWith(cfg.ConstLabels, m.reg)
+
+	connects := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcpconnect_connects_total",
+		Help: "TCP connect attempts that ended, by socket family and result (see the README's Results table). Attempts still waiting for an answer are not counted until they end.",
+	}, []string{"family", "result"})
+	for fi, f := range families {
+		for r := event.ResultEstablished; int(r) < numResults; r++ {
+			m.connects[fi][r] = connects.WithLabelValues(f.String(), r.String())
+		}
+	}
+	byPort := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcpconnect_connects_by_port_total",
+		Help: "TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports.",
+	}, []string{"dport"})
+	if len(cfg.Ports) > 0 {
+		m.byPort = make(map[uint16]prometheus.Counter, len(cfg.Ports))
+		for _, p := range cfg.Ports {
+			m.byPort[p] = byPort.WithLabelValues(strconv.Itoa(int(p)))
+		}
+	}
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tcpconnect_handshake_latency_seconds",
+		Help:    "Time from the SYN to the established connection, for attempts that were established.",
+		Buckets: LatencyBuckets,
+	})
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "tcpconnect_info",
+		Help:        "Always 1; its labels say which kernel hook (backend) is attached and which tcpconnect runs.",
+		ConstLabels: prometheus.Labels{"backend": cfg.Backend, "version": cfg.Version},
+	})
+	info.Set(1)
+
+	cs := []prometheus.Collector{
+		connects, byPort, m.latency, info,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+	if cfg.Stats != nil {
+		cs = append(cs, newStatsCollector(cfg.Stats))
+	}
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		// A failed read of the kernel counters must not hide the
+		// connect counters: serve what could be gathered.
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      r,
+	}))
+	mux.HandleFunc("GET /healthz", m.healthz)
+	m.handler = mux
+	return m, nil
+}
+
+// Observe counts one event. It must not allocate: it runs for every
+// record the kernel sends. Records that are not outcomes (attempts of a
+// tracer without Outcomes, pending attempts at exit) are ignored.
+func (m *Metrics) Observe(e *event.Event) {
+	if e.Kind != event.KindOutcome {
+		return
+	}
+	fi := familyIndex(e.Family)
+	if fi < 0 || e.Result == event.ResultUnknown || int(e.Result) >= numResults {
+		return
+	}
+	m.connects[fi][e.Result].Inc()
+	if c, ok := m.byPort[e.Dport]; ok {
+		c.Inc()
+	}
+	if e.Result == event.ResultEstablished {
+		m.latency.Observe(e.Latency.Seconds())
+	}
+}
+
+// SetReady sets what /healthz answers: 200 while the programs are
+// attached, 503 before and once shutdown has begun, so that an
+// orchestrator stops trusting the node's numbers as soon as they stop
+// growing.
+func (m *Metrics) SetReady(ready bool) { m.ready.Store(ready) }
+
+// Handler serves GET /metrics (Prometheus text or OpenMetrics, as the
+// scraper asks) and GET /healthz.
+func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// Gatherer gives direct access to the series, for tests.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !m.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "not tracing\n")
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// statsCollector reads the kernel's loss counters at each scrape: one
+// read of the per-CPU map serves both series.
+type statsCollector struct {
+	read            func() (tracer.Stats, error)
+	lost, untracked *prometheus.Desc
+}
+
+func newStatsCollector(read func() (tracer.Stats, error)) *statsCollector {
+	return &statsCollector{
+		read: read,
+		lost: prometheus.NewDesc("tcpconnect_events_lost_total",
+			"Records the kernel dropped because the ring buffer was full (try a larger --buffer-size); their attempts are missing from the other counters.",
+			nil, nil),
+		untracked: prometheus.NewDesc("tcpconnect_attempts_untracked_total",
+			"Attempts whose outcome was not followed because too many were pending at once (try a larger --max-pending); they are missing from tcpconnect_connects_total.",
+			nil, nil),
+	}
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lost
+	ch <- c.untracked
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st, err := c.read()
+	if err != nil {
+		err = fmt.Errorf("reading the kernel's counters: %w", err)
+		ch <- prometheus.NewInvalidMetric(c.lost, err)
+		ch <- prometheus.NewInvalidMetric(c.untracked, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(st.LostEvents))
+	ch <- prometheus.MustNewConstMetric(c.untracked, prometheus.CounterValue, float64(st.LostAttempts))
+}
+
+// MaxPorts bounds --metrics-ports, and so the series of
+// tcpconnect_connects_by_port_total.
+const MaxPorts = 64
+
+// ParsePorts reads a comma-separated port list (--metrics-ports). A port
+// given twice counts once.
+func ParsePorts(s string) ([]uint16, error) {
+	var ports []uint16
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("invalid port %q: want 1-65535", f)
+		}
+		if !slices.Contains(ports, uint16(n)) {
+			ports = append(ports, uint16(n))
+		}
+	}
+	if len(ports) == 0 {
+		return nil, errors.New("no port given")
+	}
+	if len(ports) > MaxPorts {
+		return nil, fmt.Errorf("%d ports given; at most %d get their own series", len(ports), MaxPorts)
+	}
+	return ports, nil
+}
