@@ -97,7 +97,7 @@ func TestConsoleNoStart(t *testing.T) {
 
 func TestQEMUArgs(t *testing.T) {
 	args := strings.Join(qemuArgs("/k/vmlinux", "/t/initrd", false), " ")
-	for _, want := range []string{"-no-reboot", "-nographic", "-m 1G", "-smp 2", "-accel tcg", "-cpu max", "-kernel /k/vmlinux", "-initrd /t/initrd", "console=ttyS0 panic=-1 quiet"} {
+	for _, want := range []string{"-no-reboot", "-nographic", "-m 1G", "-smp 2", "-accel tcg,thread=single", "-cpu max", "-kernel /k/vmlinux", "-initrd /t/initrd", "console=ttyS0 panic=-1 quiet"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("qemu args %q lack %q", args, want)
 		}
