@@ -49,6 +49,7 @@ type options struct {
 	quick       bool
 	perfDir     string
 	from        string
+	tool        string
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -69,6 +70,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.outDir, "out", "bench/out", "output directory")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: short runs, one round, 1 and 4 connectors, few idle samples, no Go benchmarks")
 	fs.StringVar(&o.perfDir, "perf", "", "record `perf record -g` of the tracer during each traced run into this directory")
+	fs.StringVar(&o.tool, "tool", "", "use this tcpconnect binary instead of building one (for trying a change)")
 	fs.StringVar(&o.from, "from", "HEAD", "build tcpconnect from this git revision (a clean export), or from the work tree as it is with \"worktree\"")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -184,11 +186,18 @@ func run(ctx context.Context, o *options) error {
 	res := &Results{Started: time.Now().UTC(), Params: paramsOf(o)}
 	res.Machine = machineInfo(root)
 
-	b.toolBin = filepath.Join(tmp, "tcpconnect")
-	if res.Machine.Commit, err = buildTool(root, o.from, tmp, b.toolBin); err != nil {
-		return err
+	if o.tool != "" {
+		if b.toolBin, err = filepath.Abs(o.tool); err != nil {
+			return fmt.Errorf("resolving -tool: %w", err)
+		}
+		res.Machine.Commit = "binary " + o.tool
+	} else {
+		b.toolBin = filepath.Join(tmp, "tcpconnect")
+		if res.Machine.Commit, err = buildTool(root, o.from, tmp, b.toolBin); err != nil {
+			return err
+		}
+		b.logf("built tcpconnect from %s", res.Machine.Commit)
 	}
-	b.logf("built tcpconnect from %s", res.Machine.Commit)
 
 	unmount, err := b.setupConfigs(res)
 	if err != nil {
