@@ -214,12 +214,31 @@ func run(ctx context.Context, o *options) error {
 
 	for _, mode := range o.modes {
 		for _, conc := range o.concs {
-			if err := b.waitForIdle(ctx, res); err != nil {
-				return err
-			}
-			rows, runs, err := b.measure(ctx, mode, conc)
-			if err != nil {
-				return err
+			var (
+				rows []Row
+				runs []runRecord
+			)
+			// A block that QEMU disturbed is measured again once QEMU is
+			// gone, while the waiting budget lasts.
+			for try := 0; ; try++ {
+				if err := b.waitForIdle(ctx, res); err != nil {
+					return err
+				}
+				rows, runs, err = b.measure(ctx, mode, conc)
+				if err != nil {
+					return err
+				}
+				disturbed := 0
+				for _, r := range runs {
+					if r.QEMU {
+						disturbed++
+					}
+				}
+				if disturbed == 0 || try == 2 || b.waited >= o.waitIdle {
+					break
+				}
+				b.logf("QEMU ran during %d runs of %s c=%d: measuring the block again", disturbed, mode, conc)
+				res.Machine.BlocksRedone++
 			}
 			res.Rows = append(res.Rows, rows...)
 			res.Runs = append(res.Runs, runs...)
@@ -231,6 +250,9 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 	if o.idleSamples > 0 {
+		if err := b.waitForIdle(ctx, res); err != nil {
+			return err
+		}
 		for _, name := range []string{"table", "json"} {
 			if !contains(o.configs, name) {
 				continue
@@ -243,6 +265,9 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 	if o.goBench {
+		if err := b.waitForIdle(ctx, res); err != nil {
+			return err
+		}
 		b.logf("running the Go benchmarks")
 		res.GoBench, err = runGoBench(root)
 		if err != nil {
@@ -457,6 +482,7 @@ func (b *bench) untracedRun(spec loadSpec, round int) (*runRecord, error) {
 	if err != nil {
 		return nil, err
 	}
+	rec.QEMU = rec.QEMU || qemuRunning()
 	secs := rec.Load.Elapsed.Seconds()
 	rec.IWIPerSec, rec.RESPerSec = float64(iwi1-iwi0)/secs, float64(res1-res0)/secs
 	return rec, nil
@@ -516,6 +542,7 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	if err != nil {
 		return nil, err
 	}
+	rec.QEMU = rec.QEMU || qemuRunning()
 	rec.CtxPerSec, rec.CtxBusiestPerSec = ctxDelta(ctx0, ctxSwitches(p.cmd.Process.Pid), rec.Load.Elapsed.Seconds())
 	if forced1, ok := forcedWakeups(p.cmd.Process.Pid); ok && forcedOK {
 		v := float64(forced1-forced0) / rec.Load.Elapsed.Seconds()

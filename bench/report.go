@@ -91,6 +91,7 @@ type Machine struct {
 	QEMUAtStart     bool    `json:"qemu_at_start"`
 	QEMUAtEnd       bool    `json:"qemu_at_end"`
 	RunsWithQEMU    int     `json:"runs_with_qemu"`
+	BlocksRedone    int     `json:"blocks_redone_after_qemu"`
 	WaitedForIdle   string  `json:"waited_for_idle,omitempty"`
 	LoadAvgAtStart  float64 `json:"loadavg_1m_at_start"`
 	// AttachRetries counts tracer starts that failed and were tried again.
