@@ -543,3 +543,49 @@ func TestContainerEndToEnd(t *testing.T) {
 		t.Errorf("--container let other attempts through: %s", p.stderr.String())
 	}
 }
+
+// TestMountsWhatItNeeds: on a host that mounts neither tracefs nor the
+// cgroup v2 hierarchy (as these project machines at boot), the tool
+// mounts them for itself only: afterwards nothing is left mounted.
+func TestMountsWhatItNeeds(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("SKIP: no unshare(1) to make a mount namespace for the test")
+	}
+	ap := listener(t, "127.0.0.1:0")
+	script := `
+		umount -l /sys/kernel/tracing 2>/dev/null; umount -l /sys/kernel/debug/tracing 2>/dev/null
+		for m in $(awk '$9 == "cgroup2" {print $5}' /proc/self/mountinfo); do umount -l "$m"; done
+		grep -cE ' - (tracefs|cgroup2) ' /proc/self/mountinfo
+		"$BIN" "$@" &
+		pid=$!
+		sleep 1.5
+		kill -INT $pid
+		wait $pid; rc=$?
+		grep -cE ' - (tracefs|cgroup2) ' /proc/self/mountinfo
+		exit $rc`
+	args := append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh"}, backendArgs()...)
+	args = append(args, "-d", "-P", strconv.Itoa(int(ap.Port())))
+	cmd := exec.Command("unshare", args...)
+	cmd.Env = append(os.Environ(), "BIN="+binary(t))
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	sport, _ := testutil.ConnectRaw(ap)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("tcpconnect in a namespace without tracefs and cgroup2: %v\n%s", err, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) < 3 || lines[0] != "0" || lines[len(lines)-1] != "0" {
+		t.Errorf("mounts before/after (want 0 and 0), output:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), " "+strconv.Itoa(int(sport))+" ") {
+		t.Errorf("connect from port %d not traced:\n%s\n%s", sport, out.String(), errb.String())
+	}
+	if !strings.Contains(errb.String(), "for this process only") {
+		t.Errorf("-v does not say what it mounted:\n%s", errb.String())
+	}
+}

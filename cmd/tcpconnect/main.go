@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -126,11 +127,15 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
+	// Deferred after t.Close, so it runs first: the goroutines that read
+	// the tracer's maps are gone before the maps close.
+	var bg sync.WaitGroup
+	defer bg.Wait()
 	defer cancel()
 	go watchStdout(ctx, cancel, stdout)
-	go warnLost(ctx, t, stderr)
+	bg.Go(func() { warnLost(ctx, t, stderr) })
 	if o.containerPrefix != "" {
-		go followContainers(ctx, t, res, o.containerPrefix, stderr)
+		bg.Go(func() { followContainers(ctx, t, res, o.containerPrefix, stderr) })
 	}
 
 	if o.count {

@@ -165,7 +165,7 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 		}
 	case BackendSockops:
 		if cgroupPath == "" {
-			return errors.New("no cgroup v2 mount found (sockops needs one)")
+			return errors.New("no cgroup v2 hierarchy to attach to (sockops needs one)")
 		}
 		var o sockopsObjects
 		if err := spec.LoadAndAssign(&o, opts); err != nil {

@@ -80,29 +80,6 @@ func rawEvent(e *tcpconnectEvent) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(e)), unsafe.Sizeof(*e))
 }
 
-// withTracefs runs attach with tracefs mounted: tracepoint IDs are read
-// from it, and some hosts (these project machines) do not mount it at
-// boot. A tracefs that we mounted is unmounted again once the links
-// exist, because they no longer need it and nothing of ours may outlive
-// the tool.
-func withTracefs(logf func(string, ...any), attach func() error) error {
-	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
-		if _, err := os.Stat(p); err == nil {
-			return attach()
-		}
-	}
-	const dir = "/sys/kernel/tracing"
-	if err := unix.Mount("nodev", dir, "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w", dir, err)
-	}
-	logf("mounted tracefs at %s to look up tracepoints; unmounting it after attach", dir)
-	err := attach()
-	if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
-		logf("unmounting %s: %v", dir, uerr)
-	}
-	return err
-}
-
 // unavailable says in words why backend b could not attach, when the
 // cause is a missing kernel mechanism rather than our programs; err stays
 // wrapped for -v and errors.Is.

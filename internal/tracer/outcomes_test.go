@@ -62,6 +62,25 @@ func (l *lab) listen(t *testing.T, addr netip.Addr) netip.AddrPort {
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
+// dropFirstSYN makes the next handshake to ap slow: SYNs to it are
+// dropped until the first one has been seen arriving, so the kernel's
+// retransmission after its initial 1 s timeout completes the handshake.
+// Watching for the SYN, not sleeping, keeps this right on a loaded host.
+func (l *lab) dropFirstSYN(t *testing.T, ap netip.AddrPort) {
+	t.Helper()
+	capture := testutil.StartSYNCapture(t, l.server)
+	remove, err := l.server.DropSYN(ap.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		capture.SourcePorts(ap, 10*time.Second)
+		if err := remove(); err != nil {
+			t.Error(err)
+		}
+	}()
+}
+
 // dial connects from the client namespace (blocking) and returns the
 // ground truth.
 func (l *lab) dial(t *testing.T, ap netip.AddrPort) dialed {
@@ -358,16 +377,7 @@ func TestLatency(t *testing.T) {
 		r := start(t, Config{Backend: b, Outcomes: true})
 		for _, f := range fams() {
 			ap := l.listen(t, l.srv[f.i])
-			remove, err := l.server.DropSYN(ap.Port())
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				time.Sleep(300 * time.Millisecond)
-				if err := remove(); err != nil {
-					t.Error(err)
-				}
-			}()
+			l.dropFirstSYN(t, ap)
 			d := l.dial(t, ap)
 			if d.err != 0 {
 				t.Fatal(d.err)
@@ -489,16 +499,9 @@ func TestOutcomeFilters(t *testing.T) {
 		t.Run("min-latency", func(t *testing.T) {
 			l := newLab(t)
 			slow := l.listen(t, l.srv[0])
-			remove, err := l.server.DropSYN(slow.Port())
-			if err != nil {
-				t.Fatal(err)
-			}
 			r := start(t, Config{Backend: b, Outcomes: true, MinLatency: 500 * time.Millisecond})
 			fast := dial(t, open)
-			go func() {
-				time.Sleep(200 * time.Millisecond)
-				remove()
-			}()
+			l.dropFirstSYN(t, slow)
 			d := l.dial(t, slow)
 			if d.err != 0 {
 				t.Fatal(d.err)

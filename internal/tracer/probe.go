@@ -24,9 +24,6 @@ func Probe(b Backend) error {
 	case BackendKprobe:
 		spec = &ebpf.ProgramSpec{Type: ebpf.Kprobe}
 	case BackendSockops:
-		if CgroupV2Mount() == "" {
-			return errors.New("no cgroup v2 mount")
-		}
 		spec = &ebpf.ProgramSpec{Type: ebpf.SockOps}
 		insns[0] = asm.Mov.Imm(asm.R0, 1)
 	default:
@@ -39,14 +36,17 @@ func Probe(b Backend) error {
 	}
 	defer prog.Close()
 	var l link.Link
-	err = withTracefs(func(string, ...any) {}, func() error {
+	err = inPrivateMounts(func(string, ...any) {}, CgroupV2Mount(), func(cgroupPath string) error {
 		switch b {
 		case BackendFentry:
 			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
 		case BackendKprobe:
 			l, err = link.Kprobe("tcp_connect", prog, nil)
 		case BackendSockops:
-			l, err = link.AttachCgroup(link.CgroupOptions{Path: CgroupV2Mount(), Attach: ebpf.AttachCGroupSockOps, Program: prog})
+			if cgroupPath == "" {
+				return errors.New("no cgroup v2 hierarchy")
+			}
+			l, err = link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: ebpf.AttachCGroupSockOps, Program: prog})
 		}
 		return err
 	})

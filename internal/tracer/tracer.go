@@ -130,29 +130,36 @@ func Open(cfg Config) (*Tracer, error) {
 	var objs *loaded
 	var chosen Backend
 	var failures []error
-	err = withTracefs(logf, func() error {
+	err = inPrivateMounts(logf, cfg.CgroupPath, func(cgroupPath string) error {
 		for _, b := range order {
-			objs, err = load(spec, b, cfg.CgroupPath, opts)
+			objs, err = load(spec, b, cgroupPath, opts)
 			if err == nil {
 				chosen = b
-				return nil
+				break
 			}
 			err = fmt.Errorf("backend %s: %w", b, unavailable(b, err))
 			failures = append(failures, err)
 			logf("%s", verboseError(err))
+		}
+		if objs == nil {
+			if cfg.Backend != BackendAuto {
+				return explain(failures[0])
+			}
+			return explain(fmt.Errorf("no backend works on this kernel: %w", errors.Join(failures...)))
+		}
+		logf("backend %s attached", chosen)
+		if cfg.DNS != nil {
+			if err := objs.attachDNS(spec, cgroupPath); err != nil {
+				objs.Close()
+				return err
+			}
+			logf("DNS answers: cgroup_skb/ingress attached on %s", cgroupPath)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if objs == nil {
-		if cfg.Backend != BackendAuto {
-			return nil, explain(failures[0])
-		}
-		return nil, explain(fmt.Errorf("no backend works on this kernel: %w", errors.Join(failures...)))
-	}
-	logf("backend %s attached", chosen)
 
 	// The filter maps start empty, which excludes everything, so the
 	// short window before they are filled loses nothing unwanted.
@@ -168,13 +175,6 @@ func Open(cfg Config) (*Tracer, error) {
 			objs.Close()
 			return nil, fmt.Errorf("filling the cgroup filter: %w", err)
 		}
-	}
-	if cfg.DNS != nil {
-		if err := objs.attachDNS(spec, cfg.CgroupPath); err != nil {
-			objs.Close()
-			return nil, err
-		}
-		logf("DNS answers: cgroup_skb/ingress attached on %s", cfg.CgroupPath)
 	}
 	rd, err := ringbuf.NewReader(objs.shared.Events)
 	if err != nil {

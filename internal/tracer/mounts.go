@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// attachDirs is where, in the private mount namespace of inPrivateMounts,
+// tracefs and the cgroup v2 hierarchy are mounted when the host does not
+// show them.
+const (
+	tracefsDir = "/sys/kernel/tracing"
+	cgroup2Dir = "/sys/fs/cgroup"
+)
+
+func tracefsMounted() bool {
+	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// inPrivateMounts runs attach with what attaching needs mounted:
+// tracefs (tracepoint IDs are read from it; these project machines do not
+// mount it at boot) and the root of the cgroup v2 hierarchy (where the
+// sockops and cgroup programs go; cgroupPath is "" when the host shows
+// none, or only a cgroup namespace's part of it, as in a pod).
+//
+// What is missing is mounted in a mount namespace of a thread of our own,
+// which is thrown away afterwards: the mounts vanish with it, and no other
+// process (another tcpconnect, a test running in parallel) ever sees them
+// come and go. The links do not need the mounts once they exist.
+func inPrivateMounts(logf func(string, ...any), cgroupPath string, attach func(cgroupPath string) error) error {
+	needTracefs, needCgroup := !tracefsMounted(), cgroupPath == ""
+	if !needTracefs && !needCgroup {
+		return attach(cgroupPath)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, and its
+		// mount namespace with it.
+		runtime.LockOSThread()
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("making a private mount namespace: %w", err)
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return fmt.Errorf("making mounts private: %w", err)
+			}
+			if needTracefs {
+				if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
+					return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w", tracefsDir, err)
+				}
+				logf("tracefs is not mounted: mounted it at %s for this process only", tracefsDir)
+			}
+			if needCgroup {
+				if path, err := mountHostCgroup2(logf); err != nil {
+					logf("no cgroup v2 hierarchy for sockops and -d: %v", err)
+				} else {
+					cgroupPath = path
+				}
+			}
+			return attach(cgroupPath)
+		}()
+	}()
+	return <-errc
+}
+
+// mountHostCgroup2 mounts the root of the cgroup v2 hierarchy, from the
+// host's cgroup namespace when we are in another one (a pod with hostPID
+// sees the host's /proc/1).
+func mountHostCgroup2(logf func(string, ...any)) (string, error) {
+	var self, host unix.Stat_t
+	if unix.Stat("/proc/self/ns/cgroup", &self) == nil && unix.Stat("/proc/1/ns/cgroup", &host) == nil && self.Ino != host.Ino {
+		fd, err := unix.Open("/proc/1/ns/cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", fmt.Errorf("opening the host's cgroup namespace: %w", err)
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWCGROUP)
+		unix.Close(fd)
+		if err != nil {
+			return "", fmt.Errorf("joining the host's cgroup namespace: %w", err)
+		}
+		logf("joined the host's cgroup namespace (this thread only)")
+	}
+	if fi, err := os.Stat(cgroup2Dir); err != nil || !fi.IsDir() {
+		return "", errors.New(cgroup2Dir + " does not exist")
+	}
+	if err := unix.Mount("cgroup2", cgroup2Dir, "cgroup2", 0, ""); err != nil {
+		return "", fmt.Errorf("mounting cgroup2 at %s: %w", cgroup2Dir, err)
+	}
+	logf("mounted the cgroup v2 hierarchy at %s for this process only", cgroup2Dir)
+	return cgroup2Dir, nil
+}
