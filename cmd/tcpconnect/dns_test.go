@@ -75,27 +75,7 @@ func TestDNSNames(t *testing.T) {
 	startDNS(t, client, "127.0.0.53:53") // like systemd-resolved's stub
 
 	// One port for every service address: a listener on the wildcard.
-	var port uint16
-	if err := server.Do(func() error {
-		ln, err := net.Listen("tcp", "[::]:0")
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		port = uint16(ln.Addr().(*net.TCPAddr).Port)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	port := testutil.Listen(t, server, "tcp", "[::]:0").Port()
 
 	p := startTool(t, "-d", "--json", "-P", strconv.Itoa(int(port)))
 

@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -147,12 +148,7 @@ func connectRaw(ap netip.AddrPort) (uint16, unix.Errno) {
 	cerr := unix.Connect(fd, Sockaddr(ap))
 	var sport uint16
 	if sa, err := unix.Getsockname(fd); err == nil {
-		switch sa := sa.(type) {
-		case *unix.SockaddrInet4:
-			sport = uint16(sa.Port)
-		case *unix.SockaddrInet6:
-			sport = uint16(sa.Port)
-		}
+		sport = SockPort(sa)
 	}
 	if cerr != nil {
 		return sport, cerr.(unix.Errno)
@@ -234,4 +230,48 @@ func MakeCgroup(t testing.TB, rel string) string {
 		}
 	})
 	return dir
+}
+
+// Listen opens a TCP listener on addr (in ns, or here when ns is nil)
+// that accepts every connection and closes it at once, until the test
+// ends. network is "tcp", "tcp4" or "tcp6".
+func Listen(t testing.TB, ns *NetNS, network, addr string) netip.AddrPort {
+	t.Helper()
+	var ln net.Listener
+	listen := func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	}
+	var err error
+	if ns != nil {
+		err = ns.Do(listen)
+	} else {
+		err = listen()
+	}
+	if err != nil {
+		t.Fatalf("listening on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// SockPort is the port of a socket address from unix.Getsockname.
+func SockPort(sa unix.Sockaddr) uint16 {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return uint16(sa.Port)
+	case *unix.SockaddrInet6:
+		return uint16(sa.Port)
+	}
+	return 0
 }

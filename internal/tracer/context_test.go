@@ -50,7 +50,7 @@ func ownCgroup(t testing.TB) string {
 func TestTaskContext(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
 		r := start(t, Config{Backend: b})
-		_, ap := listen(t, "tcp4", "127.0.0.1:0")
+		ap := listen(t, "tcp4", "127.0.0.1:0")
 		d := dial(t, ap)
 		e := r.wait(t, 2*time.Second, "own connect", bySport(d.sport, ap.Port()))
 		cg, err := cgroups.ID(ownCgroup(t))
@@ -81,7 +81,7 @@ func TestContainerCgroups(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
 		docker, kube := containerCgroups(t)
 		res := cgroups.NewResolver(CgroupV2Mount())
-		_, ap := listen(t, "tcp4", "127.0.0.1:0")
+		ap := listen(t, "tcp4", "127.0.0.1:0")
 		for _, dir := range []string{docker, kube} {
 			id, err := cgroups.ID(dir)
 			if err != nil {
@@ -133,7 +133,7 @@ func TestNamespaces(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
 		ns := testutil.NewNetNS(t)
 		r := start(t, Config{Backend: b, Netns: uint32(ns.Inode())})
-		_, hostAP := listen(t, "tcp4", "127.0.0.1:0")
+		hostAP := listen(t, "tcp4", "127.0.0.1:0")
 		var nsAP = hostAP
 		var sport uint16
 		if err := ns.Do(func() error {
@@ -176,7 +176,7 @@ func TestNamespaces(t *testing.T) {
 // the user pinned and can change while tcpconnect runs.
 func TestPinnedMapFilters(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
-		_, ap := listen(t, "tcp4", "127.0.0.1:0")
+		ap := listen(t, "tcp4", "127.0.0.1:0")
 		// A bpffs of the test's own: the host may not mount one.
 		bpffs := t.TempDir()
 		if err := syscall.Mount("bpf", bpffs, "bpf", 0, ""); err != nil {

@@ -4,7 +4,6 @@ package tracer
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -41,25 +40,7 @@ func newLab(t *testing.T) *lab {
 // listen starts an accepting listener in the server namespace.
 func (l *lab) listen(t *testing.T, addr netip.Addr) netip.AddrPort {
 	t.Helper()
-	var ln net.Listener
-	if err := l.server.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+	return testutil.Listen(t, l.server, "tcp", netip.AddrPortFrom(addr, 0).String())
 }
 
 // dropFirstSYN makes the next handshake to ap slow: SYNs to it are
@@ -113,22 +94,12 @@ func (l *lab) startConnect(t *testing.T, ap netip.AddrPort) (fd int, sport uint1
 		if err != nil {
 			return err
 		}
-		sport = sockPort(sa)
+		sport = testutil.SockPort(sa)
 		return nil
 	}); err != nil {
 		t.Fatalf("non-blocking connect to %v: %v", ap, err)
 	}
 	return fd, sport
-}
-
-func sockPort(sa unix.Sockaddr) uint16 {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return uint16(sa.Port)
-	case *unix.SockaddrInet6:
-		return uint16(sa.Port)
-	}
-	return 0
 }
 
 func fams() []struct {
@@ -313,7 +284,7 @@ func TestOutcomes(t *testing.T) {
 							return err
 						}
 						sa, err := unix.Getsockname(fd)
-						sport = sockPort(sa)
+						sport = testutil.SockPort(sa)
 						return err
 					}); err != nil {
 						t.Fatal(err)
@@ -355,7 +326,7 @@ func TestDeniedByCgroupHook(t *testing.T) {
 		}
 		r := start(t, Config{Backend: b, Outcomes: true})
 		for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
-			_, ap := listen(t, "tcp", addr)
+			ap := listen(t, "tcp", addr)
 			child := testutil.ConnectFromChild(t, ap, testutil.ChildOptions{Cgroup: cg})
 			if child.Err != unix.EPERM {
 				t.Fatalf("child connect: %v, want EPERM", child.Err)
@@ -487,7 +458,7 @@ func TestMixedBurst(t *testing.T) {
 // --min-latency drops fast ones, in the kernel.
 func TestOutcomeFilters(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
-		_, open := listen(t, "tcp4", "127.0.0.1:0")
+		open := listen(t, "tcp4", "127.0.0.1:0")
 		closed := closedPort(t, "tcp4", "127.0.0.1:0")
 		t.Run("failed", func(t *testing.T) {
 			r := start(t, Config{Backend: b, Outcomes: true, OnlyFailed: true})

@@ -192,23 +192,9 @@ func TestAutoPrefersFirstWorking(t *testing.T) {
 	}
 }
 
-func listen(t testing.TB, network, addr string) (net.Listener, netip.AddrPort) {
+func listen(t testing.TB, network, addr string) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln, ln.Addr().(*net.TCPAddr).AddrPort()
+	return testutil.Listen(t, nil, network, addr)
 }
 
 // closedPort returns an address with a port that nothing listens on.
@@ -288,7 +274,7 @@ func TestLoopbackFields(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				for _, outcomes := range []bool{false, true} {
 					r := start(t, Config{Backend: b, Outcomes: outcomes})
-					_, ap := listen(t, tc.network, tc.listen)
+					ap := listen(t, tc.network, tc.listen)
 					if tc.dst != nil {
 						ap = tc.dst(ap)
 					}
@@ -343,7 +329,7 @@ func TestRefusedHasRealSourcePort(t *testing.T) {
 func TestBoundSourcePort(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
 		r := start(t, Config{Backend: b})
-		_, ap := listen(t, "tcp4", "127.0.0.1:0")
+		ap := listen(t, "tcp4", "127.0.0.1:0")
 		src := closedPort(t, "tcp4", "127.0.0.2:0")
 
 		runtime.LockOSThread()
@@ -381,25 +367,7 @@ func TestNetnsVeth(t *testing.T) {
 		}
 		r := start(t, Config{Backend: b})
 		for i, srv := range srvAddrs {
-			var ln net.Listener
-			if err := server.Do(func() error {
-				var err error
-				ln, err = net.Listen("tcp", netip.AddrPortFrom(srv.Addr(), 0).String())
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
-			ap := ln.Addr().(*net.TCPAddr).AddrPort()
+			ap := testutil.Listen(t, server, "tcp", netip.AddrPortFrom(srv.Addr(), 0).String())
 			var d dialed
 			if err := client.Do(func() error {
 				d = dial(t, ap)
@@ -452,10 +420,10 @@ func familyOf(ap netip.AddrPort) int {
 
 func TestFilters(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
-		_, v4 := listen(t, "tcp4", "127.0.0.1:0")
-		_, v4b := listen(t, "tcp4", "127.0.0.1:0")
-		_, v4c := listen(t, "tcp4", "127.0.0.1:0")
-		_, v6 := listen(t, "tcp6", "[::1]:0")
+		v4 := listen(t, "tcp4", "127.0.0.1:0")
+		v4b := listen(t, "tcp4", "127.0.0.1:0")
+		v4c := listen(t, "tcp4", "127.0.0.1:0")
+		v6 := listen(t, "tcp6", "[::1]:0")
 
 		t.Run("pid", func(t *testing.T) {
 			// Ours is excluded, the child's included: filter on a PID we
@@ -529,7 +497,7 @@ func TestFilters(t *testing.T) {
 func TestBurst(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
 		const workers, perWorker = 8, 2500
-		_, ap := listen(t, "tcp4", "127.0.0.1:0")
+		ap := listen(t, "tcp4", "127.0.0.1:0")
 		r := start(t, Config{Backend: b, Ports: []uint16{ap.Port()}})
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -593,7 +561,7 @@ func TestRunEndsOnSinkError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	_, ap := listen(t, "tcp4", "127.0.0.1:0")
+	ap := listen(t, "tcp4", "127.0.0.1:0")
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(context.Background(), failingSink{}) }()
 	dial(t, ap)
