@@ -103,6 +103,15 @@ func (o *options) fillDaemon(changed func(name string) bool) error {
 	// at each attempt's end, with its result, as with -r.
 	o.results = true
 	o.tracer.Outcomes = true
+	if d.output == outputNone {
+		// Nothing is printed: the kernel counts, and no record crosses
+		// into user space.
+		o.tracer.KernelMetrics = true
+		o.tracer.MetricsPorts = d.ports
+		for _, b := range metrics.LatencyBuckets {
+			o.tracer.LatencyBounds = append(o.tracer.LatencyBounds, time.Duration(b*float64(time.Second)))
+		}
+	}
 	return nil
 }
 
@@ -156,13 +165,17 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 	if node := os.Getenv("NODE_NAME"); node != "" {
 		labels["node"] = node
 	}
-	m, err := metrics.New(metrics.Config{
+	mcfg := metrics.Config{
 		Backend:     string(t.Backend()),
 		Version:     versionString(),
 		ConstLabels: labels,
 		Ports:       o.daemon.ports,
 		Stats:       stats.read,
-	})
+	}
+	if o.tracer.KernelMetrics {
+		mcfg.Kernel = stats.readKernel
+	}
+	m, err := metrics.New(mcfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -203,9 +216,10 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 // statsReader reads the tracer's counters for scrapes, until detach: a
 // scrape still running when the tracer closes must not touch its maps.
 type statsReader struct {
-	mu   sync.Mutex
-	t    *tracer.Tracer
-	last tracer.Stats
+	mu         sync.Mutex
+	t          *tracer.Tracer
+	last       tracer.Stats
+	lastKernel tracer.KernelMetrics
 }
 
 func (s *statsReader) read() (tracer.Stats, error) {
@@ -220,6 +234,21 @@ func (s *statsReader) read() (tracer.Stats, error) {
 	}
 	s.last = st
 	return st, nil
+}
+
+// readKernel reads the kernel's outcome counts (--output none), like read.
+func (s *statsReader) readKernel() (tracer.KernelMetrics, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t == nil {
+		return s.lastKernel, nil
+	}
+	km, err := s.t.Metrics()
+	if err != nil {
+		return km, err
+	}
+	s.lastKernel = km
+	return km, nil
 }
 
 func (s *statsReader) detach() {

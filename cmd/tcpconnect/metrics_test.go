@@ -472,8 +472,10 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if sum[2] != strconv.FormatFloat(lost, 'f', -1, 64) {
 		t.Errorf("tcpconnect_events_lost_total %v, but the tool says %s lost", lost, sum[2])
 	}
-	if sum[1] != strconv.Itoa(n+m) {
-		t.Errorf("%s events handled, want %d", sum[1], n+m)
+	// With --output none the kernel counts: no record crosses to user
+	// space, and the counts above were exact all the same.
+	if sum[1] != "0" {
+		t.Errorf("%s records reached user space with --output none, want 0 (counted in the kernel)", sum[1])
 	}
 	for l := range p.lines {
 		t.Errorf("--output none printed %q", l)

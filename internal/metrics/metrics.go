@@ -45,6 +45,11 @@ type Config struct {
 	// the exported values are the kernel's own, never a copy that lags.
 	// nil: the loss counters are not exported.
 	Stats func() (tracer.Stats, error)
+	// Kernel, if set, reads the counts of ended attempts and the latency
+	// histogram that the kernel keeps (tracer.Config.KernelMetrics, with
+	// the bounds of LatencyBuckets) at each scrape; the connect and
+	// latency series then come from it, and Observe is not needed.
+	Kernel func() (tracer.KernelMetrics, error)
 }
 
 // LatencyBuckets are the upper bounds, in seconds, of
@@ -128,9 +133,14 @@ func New(cfg Config) (*Metrics, error) {
 	info.Set(1)
 
 	cs := []prometheus.Collector{
-		connects, byPort, m.latency, info,
+		info,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+	if cfg.Kernel != nil {
+		cs = append(cs, newKernelCollector(cfg.Kernel, cfg.Ports))
+	} else {
+		cs = append(cs, connects, byPort, m.latency)
 	}
 	if cfg.Stats != nil {
 		cs = append(cs, newStatsCollector(cfg.Stats))
@@ -258,4 +268,80 @@ func ParsePorts(s string) ([]uint16, error) {
 		return nil, fmt.Errorf("%d ports given; at most %d get their own series", len(ports), MaxPorts)
 	}
 	return ports, nil
+}
+
+// kernelCollector serves the connect and latency series from the
+// kernel's own counts, read at each scrape (tracer.KernelMetrics).
+type kernelCollector struct {
+	read                      func() (tracer.KernelMetrics, error)
+	ports                     []uint16
+	connects, byPort, latency *prometheus.Desc
+}
+
+func newKernelCollector(read func() (tracer.KernelMetrics, error), ports []uint16) *kernelCollector {
+	return &kernelCollector{
+		read:  read,
+		ports: ports,
+		connects: prometheus.NewDesc("tcpconnect_connects_total",
+			"TCP connect attempts that ended, by socket family and result (see the README's Results table). Attempts still waiting for an answer are not counted until they end.",
+			[]string{"family", "result"}, nil),
+		byPort: prometheus.NewDesc("tcpconnect_connects_by_port_total",
+			"TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports.",
+			[]string{"dport"}, nil),
+		latency: prometheus.NewDesc("tcpconnect_handshake_latency_seconds",
+			"Time from the SYN to the established connection, for attempts that were established.",
+			nil, nil),
+	}
+}
+
+func (c *kernelCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.connects
+	ch <- c.byPort
+	ch <- c.latency
+}
+
+func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
+	km, err := c.read()
+	if err != nil {
+		err = fmt.Errorf("reading the kernel's counts: %w", err)
+		for _, d := range []*prometheus.Desc{c.connects, c.byPort, c.latency} {
+			ch <- prometheus.NewInvalidMetric(d, err)
+		}
+		return
+	}
+	var connects [len(families)][numResults]uint64
+	byPort := make(map[uint16]uint64, len(c.ports))
+	for _, o := range km.Outcomes {
+		fi := familyIndex(o.Family)
+		if fi < 0 || o.Result == event.ResultUnknown || int(o.Result) >= numResults {
+			continue
+		}
+		connects[fi][o.Result] += o.Count
+		if o.Dport != 0 {
+			byPort[o.Dport] += o.Count
+		}
+	}
+	// Every series from the start, as the counters of Observe are.
+	for fi, f := range families {
+		for r := event.ResultEstablished; int(r) < numResults; r++ {
+			ch <- prometheus.MustNewConstMetric(c.connects, prometheus.CounterValue, float64(connects[fi][r]), f.String(), r.String())
+		}
+	}
+	for _, p := range c.ports {
+		ch <- prometheus.MustNewConstMetric(c.byPort, prometheus.CounterValue, float64(byPort[p]), strconv.Itoa(int(p)))
+	}
+	// The kernel's buckets are not cumulative; Prometheus's are.
+	buckets := make(map[float64]uint64, len(LatencyBuckets))
+	var cum uint64
+	for i, le := range LatencyBuckets {
+		if i < len(km.Buckets) {
+			cum += km.Buckets[i]
+		}
+		buckets[le] = cum
+	}
+	var total uint64
+	for _, n := range km.Buckets {
+		total += n
+	}
+	ch <- prometheus.MustNewConstHistogram(c.latency, total, km.Sum.Seconds(), buckets)
 }

@@ -309,3 +309,45 @@ func TestParsePorts(t *testing.T) {
 		t.Errorf("%d ports accepted", MaxPorts+1)
 	}
 }
+
+// TestKernelCounts: with Config.Kernel, the connect and latency series
+// come from the kernel's counts (cumulated into Prometheus's buckets).
+func TestKernelCounts(t *testing.T) {
+	km := tracer.KernelMetrics{
+		Outcomes: []tracer.OutcomeCount{
+			{Family: event.FamilyIPv4, Result: event.ResultEstablished, Dport: 443, Count: 5},
+			{Family: event.FamilyIPv4, Result: event.ResultEstablished, Count: 2},
+			{Family: event.FamilyIPv6, Result: event.ResultRefused, Dport: 443, Count: 3},
+			{Family: event.FamilyIPv4, Result: event.ResultError, Count: 1},
+		},
+		// 16 bucket counts and +Inf: 4 within 100µs, 2 within 1ms, 1 beyond 10s.
+		Buckets: []uint64{4, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+		Sum:     20 * time.Second,
+	}
+	m, err := New(Config{Backend: "sockops", Ports: []uint16{443, 80},
+		Kernel: func() (tracer.KernelMetrics, error) { return km, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	got, _ := scrape(t, srv.URL, false)
+	for series, want := range map[string]float64{
+		`tcpconnect_connects_total{family="ipv4",result="established"}`: 7,
+		`tcpconnect_connects_total{family="ipv6",result="refused"}`:     3,
+		`tcpconnect_connects_total{family="ipv4",result="error"}`:       1,
+		`tcpconnect_connects_total{family="ipv6",result="timeout"}`:     0,
+		`tcpconnect_connects_by_port_total{dport="443"}`:                8,
+		`tcpconnect_connects_by_port_total{dport="80"}`:                 0,
+		`tcpconnect_handshake_latency_seconds_bucket{le="0.0001"}`:      4,
+		`tcpconnect_handshake_latency_seconds_bucket{le="0.001"}`:       6,
+		`tcpconnect_handshake_latency_seconds_bucket{le="10"}`:          6,
+		`tcpconnect_handshake_latency_seconds_bucket{le="+Inf"}`:        7,
+		`tcpconnect_handshake_latency_seconds_count`:                    7,
+		`tcpconnect_handshake_latency_seconds_sum`:                      20,
+	} {
+		if v, ok := got[series]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)
+		}
+	}
+}

@@ -54,7 +54,10 @@ type sharedObjects struct {
 	Attempts *ebpf.Map `ebpf:"attempts"`
 	Counts   *ebpf.Map `ebpf:"counts"`
 
-	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
+	CgroupFilter  *ebpf.Map `ebpf:"cgroup_filter"`
+	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
+	LatencyHist   *ebpf.Map `ebpf:"latency_hist"`
+	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
 }
 
 type fentryObjects struct {
@@ -220,7 +223,8 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 func (l *loaded) closeShared() {
 	o := l.shared
 	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
-		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter)
+		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter,
+		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts)
 }
 
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".

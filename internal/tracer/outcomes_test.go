@@ -518,3 +518,69 @@ func TestLatencyNetem(t *testing.T) {
 		}
 	})
 }
+
+// TestKernelMetrics: with KernelMetrics, ended attempts are counted in the
+// kernel (by family, result and listed port) with a latency histogram,
+// and no record is sent.
+func TestKernelMetrics(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		open := listen(t, "tcp4", "127.0.0.1:0")
+		open6 := listen(t, "tcp6", "[::1]:0")
+		closed := closedPort(t, "tcp4", "127.0.0.1:0")
+		bounds := []time.Duration{time.Microsecond, time.Second}
+		r := start(t, Config{Backend: b, Outcomes: true, KernelMetrics: true, LatencyBounds: bounds,
+			MetricsPorts: []uint16{open.Port()}, Ports: []uint16{open.Port(), open6.Port(), closed.Port()}})
+		const n, m = 40, 15
+		for range n {
+			dial(t, open)
+		}
+		dial(t, open6)
+		for range m {
+			dial(t, closed)
+		}
+		var km KernelMetrics
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			var err error
+			if km, err = r.Metrics(); err != nil {
+				t.Fatal(err)
+			}
+			var total uint64
+			for _, o := range km.Outcomes {
+				total += o.Count
+			}
+			if total == n+m+1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		got := map[OutcomeCount]uint64{}
+		for _, o := range km.Outcomes {
+			got[OutcomeCount{Family: o.Family, Result: o.Result, Dport: o.Dport}] += o.Count
+		}
+		want := map[OutcomeCount]uint64{
+			{Family: event.FamilyIPv4, Result: event.ResultEstablished, Dport: open.Port()}: n,
+			{Family: event.FamilyIPv6, Result: event.ResultEstablished}:                     1,
+			{Family: event.FamilyIPv4, Result: event.ResultRefused}:                         m,
+		}
+		if len(got) != len(want) {
+			t.Errorf("counts %v, want %v", got, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%+v: %d, want %d (all: %v)", k, got[k], v, got)
+			}
+		}
+		var hist uint64
+		for _, c := range km.Buckets {
+			hist += c
+		}
+		// Loopback handshakes take more than 1 µs and less than 1 s.
+		if hist != n+1 || km.Buckets[1] != n+1 || km.Sum <= 0 || km.Sum > time.Duration(n+1)*time.Second {
+			t.Errorf("histogram %v sum %v, want all %d in the second bucket", km.Buckets, km.Sum, n+1)
+		}
+		if len(r.snapshot()) != 0 {
+			t.Errorf("%d records sent while counting in the kernel", len(r.snapshot()))
+		}
+	})
+}

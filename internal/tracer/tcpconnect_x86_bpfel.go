@@ -66,6 +66,15 @@ type tcpconnectEvent struct {
 	Comm      [16]int8
 }
 
+type tcpconnectOutcomeKey struct {
+	_       structs.HostLayout
+	Err     int32
+	Family  uint16
+	Dport   uint16
+	Outcome uint8
+	Pad     [3]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -76,7 +85,10 @@ const (
 	tcpconnectMapCgroupmap                      = "cgroupmap"
 	tcpconnectMapCounts                         = "counts"
 	tcpconnectMapEvents                         = "events"
+	tcpconnectMapLatencyHist                    = "latency_hist"
+	tcpconnectMapMetricsPorts                   = "metrics_ports"
 	tcpconnectMapMntnsmap                       = "mntnsmap"
+	tcpconnectMapOutcomeCounts                  = "outcome_counts"
 	tcpconnectMapPorts                          = "ports"
 	tcpconnectMapStats                          = "stats"
 	tcpconnectProgTcpconnectConnect4            = "tcpconnect_connect4"
@@ -101,12 +113,15 @@ const (
 	tcpconnectVarFilterPid                      = "filter_pid"
 	tcpconnectVarFilterUid                      = "filter_uid"
 	tcpconnectVarLastWakeupNs                   = "last_wakeup_ns"
+	tcpconnectVarLatencyBoundsNs                = "latency_bounds_ns"
+	tcpconnectVarMetricsInKernel                = "metrics_in_kernel"
 	tcpconnectVarMinLatencyNs                   = "min_latency_ns"
 	tcpconnectVarOnlyFailed                     = "only_failed"
 	tcpconnectVarTrackOutcomes                  = "track_outcomes"
 	tcpconnectVarUnusedCountKey                 = "unused_count_key"
 	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
 	tcpconnectVarUnusedEvent                    = "unused_event"
+	tcpconnectVarUnusedOutcomeKey               = "unused_outcome_key"
 	tcpconnectVarWakeupGapNs                    = "wakeup_gap_ns"
 )
 
@@ -169,15 +184,18 @@ type tcpconnectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectMapSpecs struct {
-	Attempts     *ebpf.MapSpec `ebpf:"attempts"`
-	Calls        *ebpf.MapSpec `ebpf:"calls"`
-	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
-	Cgroupmap    *ebpf.MapSpec `ebpf:"cgroupmap"`
-	Counts       *ebpf.MapSpec `ebpf:"counts"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	Mntnsmap     *ebpf.MapSpec `ebpf:"mntnsmap"`
-	Ports        *ebpf.MapSpec `ebpf:"ports"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Attempts      *ebpf.MapSpec `ebpf:"attempts"`
+	Calls         *ebpf.MapSpec `ebpf:"calls"`
+	CgroupFilter  *ebpf.MapSpec `ebpf:"cgroup_filter"`
+	Cgroupmap     *ebpf.MapSpec `ebpf:"cgroupmap"`
+	Counts        *ebpf.MapSpec `ebpf:"counts"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	LatencyHist   *ebpf.MapSpec `ebpf:"latency_hist"`
+	MetricsPorts  *ebpf.MapSpec `ebpf:"metrics_ports"`
+	Mntnsmap      *ebpf.MapSpec `ebpf:"mntnsmap"`
+	OutcomeCounts *ebpf.MapSpec `ebpf:"outcome_counts"`
+	Ports         *ebpf.MapSpec `ebpf:"ports"`
+	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // tcpconnectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -195,12 +213,15 @@ type tcpconnectVariableSpecs struct {
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterUid         *ebpf.VariableSpec `ebpf:"filter_uid"`
 	LastWakeupNs      *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
+	LatencyBoundsNs   *ebpf.VariableSpec `ebpf:"latency_bounds_ns"`
+	MetricsInKernel   *ebpf.VariableSpec `ebpf:"metrics_in_kernel"`
 	MinLatencyNs      *ebpf.VariableSpec `ebpf:"min_latency_ns"`
 	OnlyFailed        *ebpf.VariableSpec `ebpf:"only_failed"`
 	TrackOutcomes     *ebpf.VariableSpec `ebpf:"track_outcomes"`
 	UnusedCountKey    *ebpf.VariableSpec `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
 	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
 
@@ -224,15 +245,18 @@ func (o *tcpconnectObjects) Close() error {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectMaps struct {
-	Attempts     *ebpf.Map `ebpf:"attempts"`
-	Calls        *ebpf.Map `ebpf:"calls"`
-	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
-	Cgroupmap    *ebpf.Map `ebpf:"cgroupmap"`
-	Counts       *ebpf.Map `ebpf:"counts"`
-	Events       *ebpf.Map `ebpf:"events"`
-	Mntnsmap     *ebpf.Map `ebpf:"mntnsmap"`
-	Ports        *ebpf.Map `ebpf:"ports"`
-	Stats        *ebpf.Map `ebpf:"stats"`
+	Attempts      *ebpf.Map `ebpf:"attempts"`
+	Calls         *ebpf.Map `ebpf:"calls"`
+	CgroupFilter  *ebpf.Map `ebpf:"cgroup_filter"`
+	Cgroupmap     *ebpf.Map `ebpf:"cgroupmap"`
+	Counts        *ebpf.Map `ebpf:"counts"`
+	Events        *ebpf.Map `ebpf:"events"`
+	LatencyHist   *ebpf.Map `ebpf:"latency_hist"`
+	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
+	Mntnsmap      *ebpf.Map `ebpf:"mntnsmap"`
+	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
+	Ports         *ebpf.Map `ebpf:"ports"`
+	Stats         *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *tcpconnectMaps) Close() error {
@@ -243,7 +267,10 @@ func (m *tcpconnectMaps) Close() error {
 		m.Cgroupmap,
 		m.Counts,
 		m.Events,
+		m.LatencyHist,
+		m.MetricsPorts,
 		m.Mntnsmap,
+		m.OutcomeCounts,
 		m.Ports,
 		m.Stats,
 	)
@@ -264,12 +291,15 @@ type tcpconnectVariables struct {
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
 	FilterUid         *ebpf.Variable `ebpf:"filter_uid"`
 	LastWakeupNs      *ebpf.Variable `ebpf:"last_wakeup_ns"`
+	LatencyBoundsNs   *ebpf.Variable `ebpf:"latency_bounds_ns"`
+	MetricsInKernel   *ebpf.Variable `ebpf:"metrics_in_kernel"`
 	MinLatencyNs      *ebpf.Variable `ebpf:"min_latency_ns"`
 	OnlyFailed        *ebpf.Variable `ebpf:"only_failed"`
 	TrackOutcomes     *ebpf.Variable `ebpf:"track_outcomes"`
 	UnusedCountKey    *ebpf.Variable `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
 	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"golang.org/x/sys/unix"
 )
 
 // Config says what to trace and how. The zero value traces every attempt
@@ -43,6 +44,14 @@ type Config struct {
 	MinLatency time.Duration
 	// Count makes the kernel count attempts instead of sending records.
 	Count bool
+	// KernelMetrics makes the kernel count ended attempts (by family,
+	// outcome, errno and, for MetricsPorts, destination port) and the
+	// handshake latency of established ones in a histogram with bounds
+	// LatencyBounds, instead of sending records (with Outcomes). Read
+	// them with Metrics.
+	KernelMetrics bool
+	MetricsPorts  []uint16
+	LatencyBounds []time.Duration
 
 	// BufferSize is the ring buffer's size in bytes: a power of two, a
 	// multiple of the page size. 0: 4 MiB.
@@ -170,6 +179,12 @@ func Open(cfg Config) (*Tracer, error) {
 			return nil, fmt.Errorf("filling the port filter: %w", err)
 		}
 	}
+	for _, p := range cfg.MetricsPorts {
+		if err := objs.shared.MetricsPorts.Put(p, one); err != nil {
+			objs.Close()
+			return nil, fmt.Errorf("filling the metrics ports: %w", err)
+		}
+	}
 	for _, id := range cfg.Cgroups {
 		if err := objs.shared.CgroupFilter.Put(id, one); err != nil {
 			objs.Close()
@@ -217,7 +232,20 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		"only_failed":         cfg.OnlyFailed,
 		"min_latency_ns":      uint64(cfg.MinLatency),
 		"wakeup_gap_ns":       uint64(cfg.WakeupGap),
+		"metrics_in_kernel":   cfg.KernelMetrics && cfg.Outcomes && !cfg.Count,
 	}
+	if len(cfg.LatencyBounds) > latencyBuckets {
+		return fmt.Errorf("at most %d latency buckets", latencyBuckets)
+	}
+	var bounds [latencyBuckets]uint64
+	for i := range bounds {
+		// Unused buckets get the largest bound, so they stay empty.
+		bounds[i] = ^uint64(0)
+		if i < len(cfg.LatencyBounds) {
+			bounds[i] = uint64(cfg.LatencyBounds[i])
+		}
+	}
+	vars["latency_bounds_ns"] = bounds
 	for name, v := range vars {
 		vs, ok := spec.Variables[name]
 		if !ok {
@@ -473,4 +501,66 @@ func (t *Tracer) Attached() (progs, links []uint32) {
 		}
 	}
 	return progs, links
+}
+
+// latencyBuckets is LATENCY_BUCKETS of bpf/tcpconnect.h.
+const latencyBuckets = 16
+
+// OutcomeCount is how many attempts ended one way (KernelMetrics).
+type OutcomeCount struct {
+	Family event.Family
+	Result event.Result
+	Dport  uint16 // 0 unless one of Config.MetricsPorts
+	Count  uint64
+}
+
+// KernelMetrics are the kernel's counts (Config.KernelMetrics).
+type KernelMetrics struct {
+	Outcomes []OutcomeCount
+	// Buckets[i] counts established attempts whose latency is at most
+	// LatencyBounds[i] (and above the bound before); the last one, the
+	// others.
+	Buckets []uint64
+	Sum     time.Duration
+}
+
+// Metrics reads the kernel's counts of ended attempts.
+func (t *Tracer) Metrics() (KernelMetrics, error) {
+	var (
+		m   KernelMetrics
+		key tcpconnectOutcomeKey
+		n   uint64
+	)
+	it := t.objs.shared.OutcomeCounts.Iterate()
+	for it.Next(&key, &n) {
+		fam := event.FamilyIPv6
+		if key.Family == afInet {
+			fam = event.FamilyIPv4
+		}
+		m.Outcomes = append(m.Outcomes, OutcomeCount{
+			Family: fam,
+			Result: event.ResultOf(key.Outcome, unix.Errno(key.Err)),
+			Dport:  key.Dport,
+			Count:  n,
+		})
+	}
+	if err := it.Err(); err != nil {
+		return m, fmt.Errorf("reading outcome counts: %w", err)
+	}
+	var perCPU []uint64
+	for i := range latencyBuckets + 2 {
+		if err := t.objs.shared.LatencyHist.Lookup(uint32(i), &perCPU); err != nil {
+			return m, fmt.Errorf("reading the latency histogram: %w", err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		if i <= latencyBuckets {
+			m.Buckets = append(m.Buckets, sum)
+		} else {
+			m.Sum = time.Duration(sum)
+		}
+	}
+	return m, nil
 }

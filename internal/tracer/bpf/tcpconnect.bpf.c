@@ -56,6 +56,12 @@ const volatile bool filter_by_cgroupmap = false;
 const volatile bool filter_by_mntnsmap = false;
 /* Remember attempts and report their outcome instead of the attempt. */
 const volatile bool track_outcomes = false;
+/* Count outcomes in the kernel for the metrics instead of emitting
+ * records (--metrics-addr with --output none). */
+const volatile bool metrics_in_kernel = false;
+/* The histogram's bucket bounds in ns, ascending (user space sets them
+ * to the Prometheus histogram's). */
+const volatile __u64 latency_bounds_ns[LATENCY_BUCKETS] = {};
 /* Count attempts in the kernel (-c) instead of emitting records. */
 const volatile bool count_mode = false;
 /* Outcome mode only: report only failed attempts / slow attempts. */
@@ -75,6 +81,7 @@ __u64 last_wakeup_ns = 0;
 const struct event *unused_event __attribute__((unused));
 const struct count_key *unused_count_key __attribute__((unused));
 const struct dns_record *unused_dns_record __attribute__((unused));
+const struct outcome_key *unused_outcome_key __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -96,6 +103,31 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } ports SEC(".maps");
+
+/* Outcome counts and latency histogram for the metrics (metrics_in_kernel),
+ * read by user space at each scrape; entries are never deleted (the key
+ * space is small: families x outcomes x errnos x listed ports). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct outcome_key);
+	__type(value, __u64);
+} outcome_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LATENCY_SUM + 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} latency_hist SEC(".maps");
+
+/* --metrics-ports: destination ports counted on their own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16);
+	__type(value, __u8);
+} metrics_ports SEC(".maps");
 
 /* --cgroup and --container: cgroup ids; an attempt is wanted when its
  * task's cgroup or one of that cgroup's ancestors is here. Filled by user
@@ -358,6 +390,47 @@ static __always_inline void syn_sent(__u64 sk, struct event *e)
 	emit(e);
 }
 
+/* Counts one ended attempt for the metrics, in the kernel. */
+static __always_inline void count_outcome(const struct event *e, __u8 outcome, __s32 err, __u64 lat)
+{
+	struct outcome_key key = {};
+	__u64 one = 1, *n;
+
+	key.err = err;
+	key.family = e->family;
+	key.outcome = outcome;
+	if (bpf_map_lookup_elem(&metrics_ports, &e->dport))
+		key.dport = e->dport;
+	n = bpf_map_lookup_elem(&outcome_counts, &key);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+	} else if (bpf_map_update_elem(&outcome_counts, &key, &one, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(&outcome_counts, &key);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			stat_inc(STAT_LOST_COUNTS);
+	}
+
+	if (outcome == OUTCOME_ESTABLISHED) {
+		__u32 idx = LATENCY_INF, sum = LATENCY_SUM;
+		__u64 *v;
+
+		for (int i = 0; i < LATENCY_BUCKETS; i++) {
+			if (lat <= latency_bounds_ns[i]) {
+				idx = i;
+				break;
+			}
+		}
+		v = bpf_map_lookup_elem(&latency_hist, &idx);
+		if (v)
+			*v += 1;
+		v = bpf_map_lookup_elem(&latency_hist, &sum);
+		if (v)
+			*v += lat;
+	}
+}
+
 /* Moment 3: the attempt a (from map attempts, key sk) ended. */
 static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s32 err)
 {
@@ -368,7 +441,9 @@ static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s3
 		report = false;
 	if (lat < min_latency_ns)
 		report = false;
-	if (report) {
+	if (report && metrics_in_kernel) {
+		count_outcome(a, outcome, err, lat);
+	} else if (report) {
 		a->kind = EVENT_OUTCOME;
 		a->outcome = outcome;
 		a->err = err;
@@ -499,7 +574,11 @@ int tcpconnect_connect_exit(struct sys_exit_ctx *ctx)
 	e.err = err;
 	if (count_mode)
 		count(&e);
-	else if (!(min_latency_ns && e.latency_ns < min_latency_ns))
+	else if (min_latency_ns && e.latency_ns < min_latency_ns)
+		;
+	else if (metrics_in_kernel)
+		count_outcome(&e, OUTCOME_SYNC_FAILED, err, e.latency_ns);
+	else
 		emit(&e);
 out:
 	bpf_map_delete_elem(&calls, &id);

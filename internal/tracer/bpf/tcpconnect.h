@@ -81,6 +81,25 @@ struct count_key {
 	__u32 _pad;
 };
 
+/* --metrics-addr with --output none: outcomes are counted in the kernel
+ * instead of sent. Key of the counts: dport is 0 unless the port is one
+ * of --metrics-ports. */
+struct outcome_key {
+	__s32 err;
+	__u16 family;
+	__u16 dport;
+	__u8 outcome;
+	__u8 _pad[3];
+};
+
+/* The handshake latency histogram of established attempts: a per-CPU
+ * array of LATENCY_BUCKETS counts (attempts whose latency is at most the
+ * bucket's bound, and above the previous one), then one for larger
+ * latencies (+Inf), then the sum of latencies in ns. */
+#define LATENCY_BUCKETS 16
+#define LATENCY_INF LATENCY_BUCKETS
+#define LATENCY_SUM (LATENCY_BUCKETS + 1)
+
 /* Indexes of the per-CPU stats array. */
 enum stat_index {
 	/* A record could not be reserved on the full ring buffer. */
