@@ -78,39 +78,11 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := o.tracer
-	var res *cgroups.Resolver
-	if root := tracer.CgroupV2Mount(); root != "" {
-		res = cgroups.NewResolver(root)
-		if o.cgroupPath != "" {
-			dir, err := cgroups.Resolve(root, o.cgroupPath)
-			if err != nil {
-				return err
-			}
-			id, err := cgroups.ID(dir)
-			if err != nil {
-				return err
-			}
-			cfg.CgroupFilter, cfg.Cgroups = true, append(cfg.Cgroups, id)
-		}
-		if o.containerPrefix != "" {
-			cfg.CgroupFilter = true
-			cfg.Cgroups = append(cfg.Cgroups, res.Containers(o.containerPrefix)...)
-		}
-	} else if o.cgroupPath != "" || o.containerPrefix != "" {
-		return errors.New("--cgroup and --container need a cgroup v2 hierarchy, and none is mounted")
+	res, err := cgroupFilters(o, &cfg)
+	if err != nil {
+		return err
 	}
-	var names *dns.Cache
-	if o.dns {
-		names = dns.NewCache(o.dnsCacheSize)
-		cfg.DNS = func(msg []byte, tcp bool) {
-			// Malformed or partial messages are skipped: they name nothing.
-			if tcp {
-				_ = names.ObserveTCP(msg)
-			} else {
-				_ = names.Observe(msg)
-			}
-		}
-	}
+	names := dnsNames(o, &cfg)
 	if o.verbose {
 		cfg.Logf = func(format string, args ...any) {
 			fmt.Fprintf(stderr, "tcpconnect: "+format+"\n", args...)
@@ -189,6 +161,53 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		err = printPending(t, s)
 	}
 	return finish(t, stderr, s.n, err)
+}
+
+// cgroupFilters turns --cgroup and --container into cgroup ids for the
+// kernel's filter, and returns what names cgroup ids for the output (nil
+// without a cgroup v2 mount).
+func cgroupFilters(o *options, cfg *tracer.Config) (*cgroups.Resolver, error) {
+	root := tracer.CgroupV2Mount()
+	if root == "" {
+		if o.cgroupPath != "" || o.containerPrefix != "" {
+			return nil, errors.New("--cgroup and --container need a cgroup v2 hierarchy, and none is mounted")
+		}
+		return nil, nil
+	}
+	res := cgroups.NewResolver(root)
+	if o.cgroupPath != "" {
+		dir, err := cgroups.Resolve(root, o.cgroupPath)
+		if err != nil {
+			return nil, err
+		}
+		id, err := cgroups.ID(dir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.CgroupFilter, cfg.Cgroups = true, append(cfg.Cgroups, id)
+	}
+	if o.containerPrefix != "" {
+		cfg.CgroupFilter = true
+		cfg.Cgroups = append(cfg.Cgroups, res.Containers(o.containerPrefix)...)
+	}
+	return res, nil
+}
+
+// dnsNames sets up -d: the cache that the tracer's DNS answers fill.
+func dnsNames(o *options, cfg *tracer.Config) *dns.Cache {
+	if !o.dns {
+		return nil
+	}
+	names := dns.NewCache(o.dnsCacheSize)
+	cfg.DNS = func(msg []byte, tcp bool) {
+		// Malformed or partial messages are skipped: they name nothing.
+		if tcp {
+			_ = names.ObserveTCP(msg)
+		} else {
+			_ = names.Observe(msg)
+		}
+	}
+	return names
 }
 
 func printPending(t *tracer.Tracer, s *sink) error {
