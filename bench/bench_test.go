@@ -78,15 +78,15 @@ garbage
 }
 
 func TestParseBpftrace(t *testing.T) {
-	out := "Attaching 2 probes...\nTIME     PID     COMM             SADDR  SPORT  DADDR  DPORT\n21:01:26 21634   curl             127.0.0.1  50834  127.0.0.1  1\n\n"
+	out := "Attaching 2 probes...\nTIME     PID     COMM             SADDR  SPORT  DADDR  DPORT\n21:01:26 21634   curl             127.0.0.1  50834  127.0.0.1  1\nLost 12 events\nLost 3 events\n\n"
 	p, err := parseBpftrace(strings.NewReader(out))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.lines != 1 || p.garbled != 0 || p.events[portKey{50834, 1}] != 1 {
-		t.Errorf("lines %d garbled %d events %v", p.lines, p.garbled, p.events)
+	if p.lines != 1 || p.garbled != 0 || p.events[portKey{50834, 1}] != 1 || p.lost != 15 {
+		t.Errorf("lines %d garbled %d lost %d events %v", p.lines, p.garbled, p.lost, p.events)
 	}
-	if p, _ := parseTable(strings.NewReader(out)); p.garbled != 2 {
+	if p, _ := parseTable(strings.NewReader(out)); p.garbled != 4 {
 		t.Errorf("tcpconnect's table parser let bpftrace's framing through: %d garbled", p.garbled)
 	}
 }

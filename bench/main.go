@@ -596,6 +596,9 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	}
 	rec.Match = &m
 	rec.Lines, rec.Garbled, rec.FirstGarbled = parsedOut.lines, parsedOut.garbled, parsedOut.firstGarbled
+	if c.bpftrace {
+		rec.Lost = parsedOut.lost
+	}
 	rec.Events = m.Matched + m.Extra + m.Foreign
 	if rec.Events > 0 {
 		rec.CPUPer100k = rec.CPUSeconds / float64(rec.Events) * 1e5

@@ -31,6 +31,8 @@ type parsed struct {
 	counts map[uint16]uint64
 	// firstGarbled keeps one bad line for the report.
 	firstGarbled string
+	// lost is what the tracer said on stdout that it lost (bpftrace).
+	lost uint64
 }
 
 func newParsed() *parsed {
@@ -117,6 +119,12 @@ func parseTableOf(r io.Reader, bpftrace bool) (*parsed, error) {
 			return
 		}
 		if bpftrace && (line == "" || strings.HasPrefix(line, "Attaching ")) {
+			return
+		}
+		// bpftrace reports records its perf buffer dropped on stdout.
+		if m := bpftraceLostRE.FindStringSubmatch(line); bpftrace && m != nil {
+			n, _ := strconv.ParseUint(m[1], 10, 64)
+			p.lost += n
 			return
 		}
 		p.lines++
@@ -267,6 +275,9 @@ func matchCounts(attempts map[portKey]int, counts map[uint16]uint64, dports map[
 	}
 	return m
 }
+
+// bpftraceLostRE matches bpftrace's report of dropped perf buffer records.
+var bpftraceLostRE = regexp.MustCompile(`^Lost (\d+) events$`)
 
 // summaryRE matches the line tcpconnect prints on stderr at exit.
 var summaryRE = regexp.MustCompile(`^tcpconnect: (\d+) events printed, (\d+) lost`)

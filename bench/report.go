@@ -333,9 +333,7 @@ func markdown(res *Results) string {
 					rep += fmt.Sprintf(" (+%d extra)", r.Match.Extra)
 				}
 				garbled = fmt.Sprint(r.Garbled)
-				if r.Config != "bpftrace" {
-					lost = fmt.Sprint(r.Lost)
-				}
+				lost = fmt.Sprint(r.Lost)
 			}
 			fmt.Fprintf(&s, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				r.Conc, r.Config, f0(r.Rate), f2(r.Ratio), strings.Join(runs, " "), f0(r.P99us), f2(r.P99Ratio),
