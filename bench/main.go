@@ -50,6 +50,7 @@ type options struct {
 	perfDir     string
 	from        string
 	tool        string
+	variants    map[string]string // name -> binary, measured as extra table configs
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -70,6 +71,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.outDir, "out", "bench/out", "output directory")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: short runs, one round, 1 and 4 connectors, few idle samples, no Go benchmarks")
 	fs.StringVar(&o.perfDir, "perf", "", "record `perf record -g` of the tracer during each traced run into this directory")
+	var variants string
+	fs.StringVar(&variants, "variant", "", "also measure other tcpconnect binaries in table mode, interleaved with the rest: NAME=PATH[,NAME=PATH…] (configs table:NAME)")
 	fs.StringVar(&o.tool, "tool", "", "use this tcpconnect binary instead of building one (for trying a change)")
 	fs.StringVar(&o.from, "from", "HEAD", "build tcpconnect from this git revision (a clean export), or from the work tree as it is with \"worktree\"")
 	if err := fs.Parse(args); err != nil {
@@ -124,6 +127,17 @@ func parseOptions(args []string) (*options, error) {
 	}
 	if o.rounds < 1 {
 		return nil, errors.New("-rounds must be at least 1")
+	}
+	if variants != "" {
+		o.variants = map[string]string{}
+		for _, v := range strings.Split(variants, ",") {
+			name, path, ok := strings.Cut(v, "=")
+			if !ok || name == "" || path == "" {
+				return nil, fmt.Errorf("bad -variant %q: want NAME=PATH", v)
+			}
+			o.variants[name] = path
+			o.configs = append(o.configs, "table:"+name)
+		}
 	}
 	return o, nil
 }
@@ -205,11 +219,10 @@ func run(ctx context.Context, o *options) error {
 	}
 	defer unmount()
 
-	res.Machine.QEMUAtStart = qemuRunning()
 	if err := b.waitForIdle(ctx, res); err != nil {
 		return err
 	}
-	res.Machine.QEMUAtStart = qemuRunning()
+	res.Machine.QEMUAtStart = qemuBusy()
 	res.Machine.LoadAvgAtStart = loadAvg()
 
 	for _, mode := range o.modes {
@@ -276,7 +289,7 @@ func run(ctx context.Context, o *options) error {
 	}
 	res.Finished = time.Now().UTC()
 	res.Machine.AttachRetries = b.attachRetries
-	res.Machine.QEMUAtEnd = qemuRunning()
+	res.Machine.QEMUAtEnd = qemuBusy()
 	res.Targets = evaluate(res)
 
 	return b.write(res)
@@ -334,6 +347,13 @@ func (b *bench) setupConfigs(res *Results) (func(), error) {
 			}
 			undo = u
 			b.configs = append(b.configs, tracerConfig{Name: name, parse: parseBpftrace, bpftrace: true})
+		default: // table:NAME, from -variant
+			name := strings.TrimPrefix(name, "table:")
+			bin, err := filepath.Abs(b.o.variants[name])
+			if err != nil {
+				return undo, fmt.Errorf("resolving variant %s: %w", name, err)
+			}
+			b.configs = append(b.configs, tracerConfig{Name: "table:" + name, parse: parseTable, bin: bin})
 		}
 	}
 	return undo, nil
@@ -354,6 +374,9 @@ func (b *bench) argv(c tracerConfig) []string {
 		// redirecting it would get.
 		return []string{"bpftrace", "-B", "full", b.btScript}
 	}
+	if c.bin != "" {
+		return append([]string{c.bin}, c.Args...)
+	}
 	return append([]string{b.toolBin}, c.Args...)
 }
 
@@ -362,11 +385,11 @@ func (b *bench) argv(c tracerConfig) []string {
 // whole benchmark; it is called before the first run and again before
 // each block of runs. What it saw goes into the results.
 func (b *bench) waitForIdle(ctx context.Context, res *Results) error {
-	if !qemuRunning() {
+	if !qemuBusy() {
 		return nil
 	}
 	start := time.Now()
-	for qemuRunning() {
+	for qemuBusy() {
 		if b.waited+time.Since(start) >= b.o.waitIdle {
 			if b.o.waitIdle > 0 {
 				b.logf("QEMU still running after waiting %v in all; measuring anyway (recorded in the results)", b.o.waitIdle)
@@ -392,7 +415,10 @@ type runRecord struct {
 	Round  int         `json:"round"`
 	Config string      `json:"config"` // "untraced" or the tracer
 	Load   *loadResult `json:"load"`
-	QEMU   bool        `json:"qemu_running"`
+	// QEMU says whether QEMU used more than 2% of a CPU during the run
+	// (QEMUCPU: how much).
+	QEMU    bool          `json:"qemu_busy"`
+	QEMUCPU time.Duration `json:"qemu_cpu_ns"`
 
 	IWIPerSec float64 `json:"iwi_per_s"`
 	RESPerSec float64 `json:"res_per_s"`
@@ -469,7 +495,8 @@ func (b *bench) measure(ctx context.Context, mode string, conc int) ([]Row, []ru
 }
 
 func (b *bench) untracedRun(spec loadSpec, round int) (*runRecord, error) {
-	rec := &runRecord{Mode: spec.mode, Conc: spec.conc, Round: round, Config: "untraced", QEMU: qemuRunning()}
+	rec := &runRecord{Mode: spec.mode, Conc: spec.conc, Round: round, Config: "untraced"}
+	qw := startQEMUWatch()
 	iwi0, res0, err := interrupts()
 	if err != nil {
 		return nil, err
@@ -482,14 +509,15 @@ func (b *bench) untracedRun(spec loadSpec, round int) (*runRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec.QEMU = rec.QEMU || qemuRunning()
+	rec.QEMU, rec.QEMUCPU = qw.busy()
 	secs := rec.Load.Elapsed.Seconds()
 	rec.IWIPerSec, rec.RESPerSec = float64(iwi1-iwi0)/secs, float64(res1-res0)/secs
 	return rec, nil
 }
 
 func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c tracerConfig) (*runRecord, error) {
-	rec := &runRecord{Mode: spec.mode, Conc: spec.conc, Round: round, Config: c.Name, QEMU: qemuRunning()}
+	rec := &runRecord{Mode: spec.mode, Conc: spec.conc, Round: round, Config: c.Name}
+	qw := startQEMUWatch()
 	outPath := filepath.Join(b.tmp, fmt.Sprintf("%s-c%d-r%d-%s.out", spec.mode, spec.conc, round, c.Name))
 	if b.o.keep {
 		outPath = filepath.Join(b.o.outDir, filepath.Base(outPath))
@@ -542,7 +570,7 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	if err != nil {
 		return nil, err
 	}
-	rec.QEMU = rec.QEMU || qemuRunning()
+	rec.QEMU, rec.QEMUCPU = qw.busy()
 	rec.CtxPerSec, rec.CtxBusiestPerSec = ctxDelta(ctx0, ctxSwitches(p.cmd.Process.Pid), rec.Load.Elapsed.Seconds())
 	if forced1, ok := forcedWakeups(p.cmd.Process.Pid); ok && forcedOK {
 		v := float64(forced1-forced0) / rec.Load.Elapsed.Seconds()

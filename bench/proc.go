@@ -29,6 +29,8 @@ type tracerConfig struct {
 	parse func(io.Reader) (*parsed, error)
 	// bpftrace marks the reference, whose attach is seen differently.
 	bpftrace bool
+	// bin, if set, is a tcpconnect binary other than the one built.
+	bin string
 }
 
 // tracerProc is one running tracer that this benchmark started. Only such
@@ -269,23 +271,74 @@ func interrupts() (iwi, res uint64, err error) {
 	return iwi, res, nil
 }
 
-// qemuRunning reports whether a QEMU (another engineer's kernel tests)
-// is running, as `pgrep -f qemu-system` would.
-func qemuRunning() bool {
+// qemuCPU returns whether a QEMU (another engineer's kernel tests, as
+// `pgrep -f qemu-system` finds them) is running, and the CPU time all of
+// them have used so far.
+func qemuCPU() (bool, time.Duration) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return false
+		return false, 0
 	}
+	found := false
+	var total time.Duration
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), "qemu-system") {
-			return true
+		if err != nil || !strings.Contains(string(b), "qemu-system") {
+			continue
+		}
+		found = true
+		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		if len(f) > 12 {
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			stime, _ := strconv.ParseInt(f[12], 10, 64)
+			total += time.Duration(ut+stime) * 10 * time.Millisecond // USER_HZ 100
 		}
 	}
-	return false
+	return found, total
+}
+
+// qemuWatch tells whether QEMU competed for the CPUs over an interval: a
+// QEMU that exists but does not run (a finished guest not yet reaped, a
+// guest waiting on a timer) does not disturb a measurement, so only its
+// CPU use counts.
+type qemuWatch struct {
+	start   time.Time
+	cpu     time.Duration
+	present bool
+}
+
+func startQEMUWatch() qemuWatch {
+	present, cpu := qemuCPU()
+	return qemuWatch{start: time.Now(), cpu: cpu, present: present}
+}
+
+// busy reports whether QEMU used more than 2% of one CPU since the start.
+func (w qemuWatch) busy() (bool, time.Duration) {
+	present, cpu := qemuCPU()
+	if !present && !w.present {
+		return false, 0
+	}
+	used := max(cpu-w.cpu, 0)
+	return used > time.Since(w.start)/50, used
+}
+
+// qemuBusy samples QEMU's CPU use for a moment.
+func qemuBusy() bool {
+	w := startQEMUWatch()
+	if !w.present {
+		return false
+	}
+	time.Sleep(2 * time.Second)
+	busy, _ := w.busy()
+	return busy
 }
 
 // loadAvg returns the 1-minute load average.

@@ -109,6 +109,8 @@ type TargetCheck struct {
 	Met    bool   `json:"met"`
 }
 
+// toolConfigs are the rows the targets apply to (not the bpftrace
+// reference, nor -variant binaries).
 var toolConfigs = map[string]bool{"table": true, "json": true, "count": true}
 
 // evaluate checks the targets against the summary rows.
