@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,9 +20,19 @@ const (
 	cgroup2Dir = "/sys/fs/cgroup"
 )
 
+// tracefsMounted reports whether this mount namespace has tracefs
+// mounted. It reads mountinfo rather than looking at the paths: touching
+// /sys/kernel/debug/tracing makes debugfs automount tracefs there, in the
+// namespace of whoever touches it, which would leave a mount behind.
 func tracefsMounted() bool {
-	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
-		if _, err := os.Stat(p); err == nil {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		// ... mountpoint ... - fstype source options
+		_, after, ok := strings.Cut(line, " - ")
+		if ok && strings.HasPrefix(after, "tracefs ") {
 			return true
 		}
 	}

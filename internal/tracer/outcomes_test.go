@@ -56,6 +56,9 @@ func (l *lab) dropFirstSYN(t *testing.T, ap netip.AddrPort) {
 	}
 	go func() {
 		capture.SourcePorts(ap, 10*time.Second)
+		// The capture sees the SYN before netfilter does: give the
+		// rule time to drop it (the retransmission comes 1 s later).
+		time.Sleep(200 * time.Millisecond)
 		if err := remove(); err != nil {
 			t.Error(err)
 		}
@@ -358,7 +361,7 @@ func TestLatency(t *testing.T) {
 			if took < 900*time.Millisecond {
 				t.Fatalf("connect took %v: the first SYN was not dropped", took)
 			}
-			if diff := took - e.Latency; diff < 0 || diff > 5*time.Millisecond {
+			if diff := took - e.Latency; diff < 0 || diff > timingSlack(5*time.Millisecond) {
 				t.Errorf("%s: latency %v, client measured %v", f.name, e.Latency, took)
 			}
 			t.Logf("%s: latency %v, client measured %v", f.name, e.Latency, took)
@@ -507,16 +510,31 @@ func TestLatencyNetem(t *testing.T) {
 		r := start(t, Config{Backend: b, Outcomes: true})
 		for _, srv := range []string{"10.237.0.2", "fd00:237::2"} {
 			ap := l.listen(t, netip.MustParseAddr(srv))
+			// The first connect also resolves the neighbour (ARP, ND),
+			// whose request netem delays too: measure the second.
+			if d := l.dial(t, ap); d.err != 0 {
+				t.Fatal(d.err)
+			}
 			d := l.dial(t, ap)
 			if d.err != 0 {
 				t.Fatal(d.err)
 			}
 			e := expectOutcome(t, r, ap, d.sport, event.ResultEstablished, 0)
-			if e.Latency < delay || e.Latency > delay+5*time.Millisecond {
+			if e.Latency < delay || e.Latency > delay+timingSlack(5*time.Millisecond) {
 				t.Errorf("%s: latency %v with a %v netem delay (client measured %v)", srv, e.Latency, delay, d.after.Sub(d.before))
 			}
 		}
 	})
+}
+
+// timingSlack is how far a timing check may be off: d on real hardware,
+// more under emulation, where the kernels runner (QEMU/TCG) sets
+// TCPCONNECT_TEST_TIMING_SLACK (the host suite checks d itself).
+func timingSlack(d time.Duration) time.Duration {
+	if s, err := time.ParseDuration(os.Getenv("TCPCONNECT_TEST_TIMING_SLACK")); err == nil && s > d {
+		return s
+	}
+	return d
 }
 
 // TestKernelMetrics: with KernelMetrics, ended attempts are counted in the

@@ -477,6 +477,9 @@ func TestFilters(t *testing.T) {
 			}
 			got := map[uint16]uint64{}
 			for _, c := range counts {
+				if got[c.Dport] != 0 {
+					t.Errorf("two count rows for port %d: the key holds bytes that differ between attempts (%+v)", c.Dport, counts)
+				}
 				got[c.Dport] += c.Connects
 				if c.Saddr != c.Daddr {
 					t.Errorf("count row %+v: loopback source should equal destination", c)

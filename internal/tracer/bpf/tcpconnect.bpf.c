@@ -713,8 +713,14 @@ static __always_inline void tcp_connect_sk(struct sock *sk)
 	fill_task(&e);
 	e.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (e.family == AF_INET) {
-		BPF_CORE_READ_INTO(&e.saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(&e.daddr, sk, __sk_common.skc_daddr);
+		/* Through a __u32: BPF_CORE_READ_INTO(&e.saddr, ...) would copy
+		 * sizeof(e.saddr), 16 bytes, from a 4-byte field, and the bytes
+		 * after it would differ between attempts (split -c rows). */
+		__u32 s4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 d4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		__builtin_memcpy(e.saddr, &s4, 4);
+		__builtin_memcpy(e.daddr, &d4, 4);
 	} else {
 		BPF_CORE_READ_INTO(&e.saddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&e.daddr, sk, __sk_common.skc_v6_daddr);
