@@ -11,6 +11,7 @@
 #	                     `go test` runs a test binary in its package's folder
 #	KERNELS_EXPECT_AUTO  what --backend auto must choose (default fentry)
 #	KERNELS_RUN, KERNELS_SKIP  extra -test.run / -test.skip patterns
+#	KERNELS_TIMING_SLACK  slack for the tests' timing checks (default 150ms)
 #
 # Prints a "=== KERNELS:" header per (kernel, backend, binary), a
 # "KERNELS-RESULT" line after each run, and a summary; exits 1 if any run
@@ -59,11 +60,15 @@ for b in $backends; do
 			res=FAIL
 			failed=1
 		fi
-		# The failed tests and subtests, on one line.
-		fails=$(grep -E '^ *--- FAIL: ' /tmp/out | sed -E 's/^ *--- FAIL: ([^ ]*).*/\1/' | tr '\n' ' ')
+		# Counts of tests and subtests; the names of the failed top-level
+		# tests (their failed subtests are in the log above).
 		npass=$(grep -cE '^ *--- PASS: ' /tmp/out)
 		nskip=$(grep -cE '^ *--- SKIP: ' /tmp/out)
-		line="KERNELS-RESULT kernel=$kernel backend=$b tests=$t result=$res exit=$rc seconds=$secs passed=$npass skipped=$nskip${fails:+ failed: $fails}"
+		nfail=$(grep -cE '^ *--- FAIL: ' /tmp/out)
+		fails=$(grep -E '^--- FAIL: ' /tmp/out | sed -E 's/^--- FAIL: ([^ ]*).*/\1/' | tr '\n' ' ')
+		# A crash or a test timeout prints no "--- FAIL" line.
+		[ "$rc" != 0 ] && [ -z "$fails" ] && fails="(no --- FAIL line: crash or timeout? see the log) "
+		line="KERNELS-RESULT kernel=$kernel backend=$b tests=$t result=$res exit=$rc seconds=$secs passed=$npass skipped=$nskip failed=$nfail${fails:+ failed: $fails}"
 		echo "$line"
 		summary="$summary$line
 "

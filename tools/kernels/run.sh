@@ -10,6 +10,8 @@
 #	BACKENDS     attach paths to test (default: fentry kprobe sockops auto)
 #	EXPECT_AUTO  what --backend auto must choose (default: fentry)
 #	RUN, SKIP    -test.run / -test.skip patterns, for a quick partial run
+#	TIMING_SLACK how far the tests' timing checks may be off under TCG
+#	             (TCPCONNECT_TEST_TIMING_SLACK in the guest; default 150ms)
 #	VM_TIMEOUT   limit per kernel for boot and all runs (default: 60m)
 #
 # One boot per kernel: tools/kernels/guest.sh runs the tracer tests and the
@@ -70,6 +72,7 @@ for k in "${kernels[@]}"; do
 		"${extra[@]}" \
 		-env "KERNELS_TESTS=$tests" -env "KERNELS_EXPECT_AUTO=${EXPECT_AUTO:-fentry}" \
 		-env "KERNELS_RUN=${RUN:-}" -env "KERNELS_SKIP=${SKIP:-}" \
+		-env "KERNELS_TIMING_SLACK=${TIMING_SLACK:-}" \
 		-- /guest.sh $backends 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	secs=$(($(date +%s) - start))
