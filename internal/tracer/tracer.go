@@ -148,7 +148,11 @@ func Open(cfg Config) (*Tracer, error) {
 			}
 			err = fmt.Errorf("backend %s: %w", b, unavailable(b, err))
 			failures = append(failures, err)
-			logf("%s", verboseError(err))
+			if cfg.Backend == BackendAuto {
+				// Why auto passed it over; a forced backend's
+				// failure is the error itself.
+				logf("%s", verboseError(err))
+			}
 		}
 		if objs == nil {
 			if cfg.Backend != BackendAuto {
