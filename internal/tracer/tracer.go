@@ -148,10 +148,10 @@ func Open(cfg Config) (*Tracer, error) {
 			}
 			err = fmt.Errorf("backend %s: %w", b, unavailable(b, err))
 			failures = append(failures, err)
-			if cfg.Backend == BackendAuto {
-				// Why auto passed it over; a forced backend's
-				// failure is the error itself.
-				logf("%s", verboseError(err))
+			// Why auto passed it over, or the verifier's whole log; a
+			// forced backend's one-line failure is the error itself.
+			if v := verboseError(err); cfg.Backend == BackendAuto || v != err.Error() {
+				logf("%s", v)
 			}
 		}
 		if objs == nil {
