@@ -639,8 +639,9 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 
 // startAttached starts the tracer and waits until it is attached. A
 // tracer that fails to attach is tried once more: other people's tests on
-// this machine start tcpconnect too, and concurrent instances race on the
-// temporary tracefs mount (see the README's benchmark section).
+// this machine start tcpconnect too, and concurrent instances once raced
+// on a shared temporary tracefs mount (before 089643d mounted it in a
+// private namespace); a retry is counted in the results.
 func (b *bench) startAttached(c tracerConfig, out *os.File) (*tracerProc, time.Duration, error) {
 	for try := 0; ; try++ {
 		if err := out.Truncate(0); err != nil {
