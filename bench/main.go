@@ -62,7 +62,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (untraced/traced pairs per configuration)")
 	fs.StringVar(&concs, "c", "1,4,16", "concurrent connectors, comma separated")
 	fs.StringVar(&modes, "modes", "established,refused", "load modes: established, refused")
-	fs.StringVar(&configs, "configs", "table,json,count,bpftrace", "tracers: table, json, count (tcpconnect -c), bpftrace")
+	fs.StringVar(&configs, "configs", "table,json,count,metrics,bpftrace", "tracers: table, json, count (tcpconnect -c), metrics (-q --metrics-addr: counted in the kernel), bpftrace")
 	fs.IntVar(&o.idleSamples, "idle", 20, "idle single-connect latency samples per output mode (0: skip)")
 	fs.DurationVar(&o.waitIdle, "wait-idle", 20*time.Minute, "wait up to this long for QEMU (other engineers' kernel tests) to finish before measuring (0: do not wait)")
 	fs.BoolVar(&o.goBench, "gobench", true, "also run the user-space Go benchmarks (go test -bench)")
@@ -119,7 +119,7 @@ func parseOptions(args []string) (*options, error) {
 	}
 	for _, c := range strings.Split(configs, ",") {
 		switch c {
-		case "table", "json", "count", "bpftrace":
+		case "table", "json", "count", "metrics", "bpftrace":
 		default:
 			return nil, fmt.Errorf("bad config %q", c)
 		}
@@ -338,6 +338,8 @@ func (b *bench) setupConfigs(res *Results) (func(), error) {
 			b.configs = append(b.configs, tracerConfig{Name: name, Args: []string{"--json"}, parse: parseJSON})
 		case "count":
 			b.configs = append(b.configs, tracerConfig{Name: name, Args: []string{"-c"}, parse: parseCounts})
+		case "metrics":
+			b.configs = append(b.configs, tracerConfig{Name: name, Args: []string{"-q", "--metrics-addr", "127.0.0.1:0"}, parse: parseNothing, scrape: true})
 		case "bpftrace":
 			u, err := b.setupBpftrace(res)
 			if err != nil {
@@ -590,6 +592,13 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 		return nil, err
 	}
 	rec.MaxRSSMiB = float64(hwm) / 1024
+	var scraped uint64
+	if c.scrape {
+		// The metrics count attempts that ended; the load's are all over.
+		if scraped, err = p.scrapeConnects(); err != nil {
+			return nil, err
+		}
+	}
 	st, err := p.stop(20 * time.Second)
 	stopped = true
 	if err != nil {
@@ -617,9 +626,12 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 		return nil, err
 	}
 	var m match
-	if c.Name == "count" {
+	switch {
+	case c.scrape:
+		m = matchTotal(rec.Load.ports, scraped)
+	case c.Name == "count":
 		m = matchCounts(rec.Load.ports, parsedOut.counts, rec.Load.dports)
-	} else {
+	default:
 		m = matchEvents(rec.Load.ports, parsedOut.events, rec.Load.dports)
 	}
 	rec.Match = &m

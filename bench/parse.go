@@ -276,6 +276,23 @@ func matchCounts(attempts map[portKey]int, counts map[uint16]uint64, dports map[
 	return m
 }
 
+// matchTotal compares a total count (metrics-only mode, which has no
+// per-port series for the load's ports) with the attempts made: attempts
+// from elsewhere on the host during the run would count as extra.
+func matchTotal(attempts map[portKey]int, total uint64) match {
+	var m match
+	for _, n := range attempts {
+		m.Attempts += n
+	}
+	m.Matched = min(m.Attempts, int(total))
+	m.Missing = max(m.Attempts-int(total), 0)
+	m.Extra = max(int(total)-m.Attempts, 0)
+	return m
+}
+
+// parseNothing is the parser of a tracer that prints nothing per event.
+func parseNothing(io.Reader) (*parsed, error) { return &parsed{}, nil }
+
 // bpftraceLostRE matches bpftrace's report of dropped perf buffer records.
 var bpftraceLostRE = regexp.MustCompile(`^Lost (\d+) events$`)
 

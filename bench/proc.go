@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -31,6 +33,9 @@ type tracerConfig struct {
 	bpftrace bool
 	// bin, if set, is a tcpconnect binary other than the one built.
 	bin string
+	// scrape: the tracer prints nothing; its counts are read from its
+	// /metrics before it stops (metrics-only mode).
+	scrape bool
 }
 
 // tracerProc is one running tracer that this benchmark started. Only such
@@ -451,4 +456,45 @@ func readWakeups(m *ebpf.Map) (uint64, bool) {
 		n += v
 	}
 	return n, true
+}
+
+// metricsURLRE finds where tcpconnect serves its metrics (it says so on
+// stderr once it listens).
+var metricsURLRE = regexp.MustCompile(`serving metrics on (http://\S+/metrics)`)
+
+// scrapeConnects reads the tracer's /metrics and returns the sum of
+// tcpconnect_connects_total: the attempts it counted (in the kernel, with
+// --output none).
+func (p *tracerProc) scrapeConnects() (uint64, error) {
+	p.mu.Lock()
+	var url string
+	for _, l := range p.stderr {
+		if m := metricsURLRE.FindStringSubmatch(l); m != nil {
+			url = m[1]
+		}
+	}
+	p.mu.Unlock()
+	if url == "" {
+		return 0, errors.New("the tracer did not say where it serves metrics")
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, fmt.Errorf("scraping %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "tcpconnect_connects_total{") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad sample %q", line)
+		}
+		total += v
+	}
+	return uint64(total), sc.Err()
 }

@@ -118,7 +118,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 		err = output.WriteCounts(stdout, counts, o.json, cfg.Family == event.FamilyIPv4)
-		return finish(t, stderr, 0, stdoutErr(err))
+		return finish(t, stderr, 0, o.verbose, stdoutErr(err))
 	}
 
 	popts := output.Options{
@@ -160,7 +160,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		// Attempts still waiting for an answer are reported, not lost.
 		err = printPending(t, s)
 	}
-	return finish(t, stderr, s.n, err)
+	return finish(t, stderr, s.n, o.verbose, err)
 }
 
 // cgroupFilters turns --cgroup and --container into cgroup ids for the
@@ -225,7 +225,7 @@ func printPending(t *tracer.Tracer, s *sink) error {
 
 // finish prints the loss summary and decides the run's error: a closed
 // stdout is a normal end.
-func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, err error) error {
+func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, verbose bool, err error) error {
 	if errors.Is(err, errStdoutClosed) {
 		err = nil
 	}
@@ -239,6 +239,9 @@ func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, err error) error
 	}
 	if st.LostCounts > 0 {
 		fmt.Fprintf(stderr, ", %d attempts not counted (count table full)", st.LostCounts)
+	}
+	if verbose {
+		fmt.Fprintf(stderr, ", %d reader wakeups forced", st.Wakeups)
 	}
 	fmt.Fprintln(stderr)
 	return err

@@ -112,6 +112,15 @@ func NewTable(w io.Writer, opts Options) *Table {
 	return &Table{base: newBase(w, opts), addrWidth: width}
 }
 
+// col ends a row's column that started at from: padded to width, and
+// always followed by at least one space, so that a value longer than its
+// column (an escaped process name, an errno name) cannot run into the
+// next one.
+func col(dst []byte, from, width int) []byte {
+	dst = pad(dst, from, width-1)
+	return append(dst, ' ')
+}
+
 func pad(dst []byte, from, width int) []byte {
 	for n := len(dst) - from; n < width; n++ {
 		dst = append(dst, ' ')
@@ -186,7 +195,7 @@ func (t *Table) Event(e *event.Event) error {
 	if t.opts.Timestamp {
 		secs := float64(int64(e.Mono-t.opts.StartMono)) / 1e9
 		b = strconv.AppendFloat(b, secs, 'f', 3, 64)
-		b = pad(b, s, 10)
+		b = col(b, s, 10)
 	} else {
 		b = e.Time.AppendFormat(b, time.TimeOnly)
 		b = append(b, ' ')
@@ -194,19 +203,19 @@ func (t *Table) Event(e *event.Event) error {
 	if t.opts.PrintUID {
 		s = len(b)
 		b = strconv.AppendUint(b, uint64(e.UID), 10)
-		b = pad(b, s, 7)
+		b = col(b, s, 7)
 	}
 	s = len(b)
 	b = strconv.AppendUint(b, uint64(e.PID), 10)
-	b = pad(b, s, 8)
+	b = col(b, s, 8)
 	if t.opts.Extended {
 		s = len(b)
 		b = strconv.AppendUint(b, uint64(e.PPID), 10)
-		b = pad(b, s, 8)
+		b = col(b, s, 8)
 	}
 	s = len(b)
 	b = AppendEscaped(b, e.CommBytes())
-	b = pad(b, s, 17)
+	b = col(b, s, 17)
 	var cgPath, container string
 	if t.opts.Container || t.opts.Extended {
 		cgPath, container = t.opts.lookupCgroup(e.CgroupID)
@@ -218,34 +227,34 @@ func (t *Table) Event(e *event.Event) error {
 		} else {
 			b = append(b, container[:12]...)
 		}
-		b = pad(b, s, 13)
+		b = col(b, s, 13)
 	}
 	s = len(b)
 	b = e.Saddr.AppendTo(b)
-	b = pad(b, s, t.addrWidth+1)
+	b = col(b, s, t.addrWidth+1)
 	s = len(b)
 	b = strconv.AppendUint(b, uint64(e.Sport), 10)
-	b = pad(b, s, 7)
+	b = col(b, s, 7)
 	s = len(b)
 	b = e.Daddr.AppendTo(b)
-	b = pad(b, s, t.addrWidth+1)
+	b = col(b, s, t.addrWidth+1)
 	if t.opts.Results {
 		s = len(b)
 		b = strconv.AppendUint(b, uint64(e.Dport), 10)
-		b = pad(b, s, 7)
+		b = col(b, s, 7)
 		s = len(b)
 		b = strconv.AppendFloat(b, float64(e.Latency)/float64(time.Millisecond), 'f', 3, 64)
-		b = pad(b, s, 11)
+		b = col(b, s, 11)
 		s = len(b)
 		b = appendResult(b, e)
 		if t.opts.Extended || t.opts.Names != nil {
-			b = pad(b, s, resultWidth)
+			b = col(b, s, resultWidth)
 		}
 	} else {
 		s = len(b)
 		b = strconv.AppendUint(b, uint64(e.Dport), 10)
 		if t.opts.Extended || t.opts.Names != nil {
-			b = pad(b, s, 7)
+			b = col(b, s, 7)
 		}
 	}
 	if t.opts.Names != nil {
@@ -256,7 +265,7 @@ func (t *Table) Event(e *event.Event) error {
 			b = append(b, '-')
 		}
 		if t.opts.Extended {
-			b = pad(b, s, dnameWidth)
+			b = col(b, s, dnameWidth)
 		}
 	}
 	if t.opts.Extended {
@@ -431,13 +440,13 @@ func WriteCounts(w io.Writer, counts []event.Count, asJSON, ipv4Only bool) error
 		}
 		s := len(b)
 		b = c.Saddr.AppendTo(b)
-		b = pad(b, s, width+1)
+		b = col(b, s, width+1)
 		s = len(b)
 		b = c.Daddr.AppendTo(b)
-		b = pad(b, s, width+1)
+		b = col(b, s, width+1)
 		s = len(b)
 		b = strconv.AppendUint(b, uint64(c.Dport), 10)
-		b = pad(b, s, 7)
+		b = col(b, s, 7)
 		b = strconv.AppendUint(b, c.Connects, 10)
 		b = append(b, '\n')
 	}

@@ -312,3 +312,17 @@ func TestDNAME(t *testing.T) {
 		t.Errorf("JSON daddr_name:\n%s", out)
 	}
 }
+
+// TestLongValuesKeepASeparator: an escaped name or an errno name longer
+// than its column still leaves a space before the next column.
+func TestLongValuesKeepASeparator(t *testing.T) {
+	e := sampleEvent()
+	copy(e.Comm[:], "\x1b[31mev\nil\a")
+	e.Result, e.Errno = event.ResultError, unix.ENOTRECOVERABLE
+	out := render(t, NewTable(nil, Options{Results: true, Extended: true, IPv4Only: true, Cgroups: fakeCgroups{}}), e)
+	row := strings.Split(out, "\n")[1]
+	f := strings.Fields(row)
+	if len(f) != 11 || f[3] != `\x1b[31mev\x0ail\x07` || f[4] != "10.0.2.15" || f[9] != "error:ENOTRECOVERABLE" || f[10] != "-" {
+		t.Errorf("row %q splits into %q", row, f)
+	}
+}
