@@ -496,24 +496,35 @@ func (b *bench) measure(ctx context.Context, mode string, conc int) ([]Row, []ru
 	return summarize(mode, conc, b.configs, untraced, traced), runs, nil
 }
 
-func (b *bench) untracedRun(spec loadSpec, round int) (*runRecord, error) {
-	rec := &runRecord{Mode: spec.mode, Conc: spec.conc, Round: round, Config: "untraced"}
-	qw := startQEMUWatch()
+// loadCountingInterrupts runs the load and returns it with the IRQ-work
+// (IWI) and rescheduling (RES) interrupts raised meanwhile.
+func loadCountingInterrupts(spec loadSpec) (l *loadResult, iwi, res uint64, err error) {
 	iwi0, res0, err := interrupts()
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
-	rec.Load, err = runLoad(spec)
+	l, err = runLoad(spec)
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	iwi1, res1, err := interrupts()
 	if err != nil {
+		return nil, 0, 0, err
+	}
+	return l, iwi1 - iwi0, res1 - res0, nil
+}
+
+func (b *bench) untracedRun(spec loadSpec, round int) (*runRecord, error) {
+	rec := &runRecord{Mode: spec.mode, Conc: spec.conc, Round: round, Config: "untraced"}
+	qw := startQEMUWatch()
+	load, iwi, res, err := loadCountingInterrupts(spec)
+	if err != nil {
 		return nil, err
 	}
+	rec.Load = load
 	rec.QEMU, rec.QEMUCPU = qw.busy()
 	secs := rec.Load.Elapsed.Seconds()
-	rec.IWIPerSec, rec.RESPerSec = float64(iwi1-iwi0)/secs, float64(res1-res0)/secs
+	rec.IWIPerSec, rec.RESPerSec = float64(iwi)/secs, float64(res)/secs
 	return rec, nil
 }
 
@@ -556,15 +567,8 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 	}
 	forced0, forcedOK := forcedWakeups(p.cmd.Process.Pid)
 	ctx0 := ctxSwitches(p.cmd.Process.Pid)
-	iwi0, res0, err := interrupts()
-	if err != nil {
-		return nil, err
-	}
-	rec.Load, err = runLoad(spec)
-	if err != nil {
-		return nil, err
-	}
-	iwi1, res1, err := interrupts()
+	var iwi, res uint64
+	rec.Load, iwi, res, err = loadCountingInterrupts(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -582,7 +586,7 @@ func (b *bench) tracedRun(ctx context.Context, spec loadSpec, round int, c trace
 		stopPerf(perf)
 	}
 	secs := rec.Load.Elapsed.Seconds()
-	rec.IWIPerSec, rec.RESPerSec = float64(iwi1-iwi0)/secs, float64(res1-res0)/secs
+	rec.IWIPerSec, rec.RESPerSec = float64(iwi)/secs, float64(res)/secs
 	rec.CPUSeconds = (cpu1 - cpu0).Seconds()
 
 	// The tracer's own peak, read before it exits: wait4's ru_maxrss would

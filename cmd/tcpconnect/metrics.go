@@ -223,32 +223,28 @@ type statsReader struct {
 }
 
 func (s *statsReader) read() (tracer.Stats, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.t == nil {
-		return s.last, nil
-	}
-	st, err := s.t.Stats()
-	if err != nil {
-		return st, err
-	}
-	s.last = st
-	return st, nil
+	return readTracer(s, &s.last, (*tracer.Tracer).Stats)
 }
 
 // readKernel reads the kernel's outcome counts (--output none), like read.
 func (s *statsReader) readKernel() (tracer.KernelMetrics, error) {
+	return readTracer(s, &s.lastKernel, (*tracer.Tracer).Metrics)
+}
+
+// readTracer calls get on the tracer while it is attached, remembering
+// the value in last, which it returns once the tracer is detached.
+func readTracer[T any](s *statsReader, last *T, get func(*tracer.Tracer) (T, error)) (T, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.t == nil {
-		return s.lastKernel, nil
+		return *last, nil
 	}
-	km, err := s.t.Metrics()
+	v, err := get(s.t)
 	if err != nil {
-		return km, err
+		return v, err
 	}
-	s.lastKernel = km
-	return km, nil
+	*last = v
+	return v, nil
 }
 
 func (s *statsReader) detach() {

@@ -119,13 +119,7 @@ func localPort(fd int) uint16 {
 	if err != nil {
 		return 0
 	}
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return uint16(sa.Port)
-	case *unix.SockaddrInet6:
-		return uint16(sa.Port)
-	}
-	return 0
+	return SockPort(sa)
 }
 
 // stillPending reports whether a non-blocking connect on fd is still
