@@ -45,34 +45,36 @@ func tracefsMounted() bool {
 // sockops and cgroup programs go; cgroupPath is "" when the host shows
 // none, or only a cgroup namespace's part of it, as in a pod).
 //
-// What is missing is mounted in a mount namespace of a thread of our own,
-// which is thrown away afterwards: the mounts vanish with it, and no other
-// process (another tcpconnect, a test running in parallel) ever sees them
-// come and go. The links do not need the mounts once they exist.
+// They are mounted in a mount namespace of a thread of our own, which is
+// thrown away afterwards: the mounts vanish with it, no other process
+// (another tcpconnect, a test running in parallel) ever sees them come
+// and go, and nothing the host mounts or unmounts meanwhile reaches us.
+// The links do not need the mounts once they exist.
 func inPrivateMounts(logf func(string, ...any), cgroupPath string, attach func(cgroupPath string) error) error {
-	needTracefs, needCgroup := !tracefsMounted(), cgroupPath == ""
-	if !needTracefs && !needCgroup {
-		return attach(cgroupPath)
-	}
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread ends with this goroutine, and its
 		// mount namespace with it.
 		runtime.LockOSThread()
 		errc <- func() error {
+			// Always a tracefs of our own, even where the host has one:
+			// whoever mounted that may unmount it while we read it (seen
+			// here with a benchmark's bpftrace run next to the tests).
 			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				if tracefsMounted() && cgroupPath != "" {
+					// Without CAP_SYS_ADMIN: use what the host mounts.
+					return attach(cgroupPath)
+				}
 				return fmt.Errorf("making a private mount namespace: %w", err)
 			}
 			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 				return fmt.Errorf("making mounts private: %w", err)
 			}
-			if needTracefs {
-				if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
-					return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w", tracefsDir, err)
-				}
-				logf("tracefs is not mounted: mounted it at %s for this process only", tracefsDir)
+			if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
+				return fmt.Errorf("mounting tracefs at %s: %w", tracefsDir, err)
 			}
-			if needCgroup {
+			logf("mounted tracefs at %s for this process only", tracefsDir)
+			if cgroupPath == "" {
 				if path, err := mountHostCgroup2(logf); err != nil {
 					logf("no cgroup v2 hierarchy for sockops and -d: %v", err)
 				} else {
