@@ -51,38 +51,57 @@ func tracefsMounted() bool {
 // and go, and nothing the host mounts or unmounts meanwhile reaches us.
 // The links do not need the mounts once they exist.
 func inPrivateMounts(logf func(string, ...any), cgroupPath string, attach func(cgroupPath string) error) error {
+	return onThrowawayThread(func() error {
+		// Always a tracefs of our own, even where the host has one:
+		// whoever mounted that may unmount it while we read it (seen
+		// here with a benchmark's bpftrace run next to the tests).
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			if tracefsMounted() && cgroupPath != "" {
+				// Without CAP_SYS_ADMIN: use what the host mounts.
+				return attach(cgroupPath)
+			}
+			return fmt.Errorf("making a private mount namespace: %w", err)
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("making mounts private: %w", err)
+		}
+		if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
+			return fmt.Errorf("mounting tracefs at %s: %w", tracefsDir, err)
+		}
+		logf("mounted tracefs at %s for this process only", tracefsDir)
+		if cgroupPath == "" {
+			if path, err := mountHostCgroup2(logf); err != nil {
+				logf("no cgroup v2 hierarchy for sockops and -d: %v", err)
+			} else {
+				cgroupPath = path
+			}
+		}
+		return attach(cgroupPath)
+	})
+}
+
+// onThrowawayThread runs fn on an OS thread of its own that ends with it,
+// so that what fn changes about its thread (namespaces) never reaches
+// another goroutine. Go ends a thread whose goroutine exits locked, except
+// the process's main thread, which it keeps: fn must not run there, or
+// the whole process would report the private namespace (/proc/self/ns).
+func onThrowawayThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread ends with this goroutine, and its
-		// mount namespace with it.
 		runtime.LockOSThread()
-		errc <- func() error {
-			// Always a tracefs of our own, even where the host has one:
-			// whoever mounted that may unmount it while we read it (seen
-			// here with a benchmark's bpftrace run next to the tests).
-			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-				if tracefsMounted() && cgroupPath != "" {
-					// Without CAP_SYS_ADMIN: use what the host mounts.
-					return attach(cgroupPath)
-				}
-				return fmt.Errorf("making a private mount namespace: %w", err)
-			}
-			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-				return fmt.Errorf("making mounts private: %w", err)
-			}
-			if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
-				return fmt.Errorf("mounting tracefs at %s: %w", tracefsDir, err)
-			}
-			logf("mounted tracefs at %s for this process only", tracefsDir)
-			if cgroupPath == "" {
-				if path, err := mountHostCgroup2(logf); err != nil {
-					logf("no cgroup v2 hierarchy for sockops and -d: %v", err)
-				} else {
-					cgroupPath = path
-				}
-			}
-			return attach(cgroupPath)
-		}()
+		if unix.Gettid() == unix.Getpid() {
+			// Holding the main thread, a new goroutine gets another one.
+			inner := make(chan error, 1)
+			go func() {
+				runtime.LockOSThread() // never unlocked: the thread ends here
+				inner <- fn()
+			}()
+			err := <-inner
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		errc <- fn() // never unlocked: the thread ends here
 	}()
 	return <-errc
 }
