@@ -20,12 +20,14 @@ const (
 	cgroup2Dir = "/sys/fs/cgroup"
 )
 
-// tracefsMounted reports whether this mount namespace has tracefs
-// mounted. It reads mountinfo rather than looking at the paths: touching
-// /sys/kernel/debug/tracing makes debugfs automount tracefs there, in the
-// namespace of whoever touches it, which would leave a mount behind.
+// tracefsMounted reports whether the calling thread's mount namespace
+// has tracefs mounted. It reads mountinfo rather than looking at the
+// paths: touching /sys/kernel/debug/tracing makes debugfs automount
+// tracefs there, in the namespace of whoever touches it, which would
+// leave a mount behind. (thread-self, not self: self is the main
+// thread, whose namespace may differ from this one's.)
 func tracefsMounted() bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		return false
 	}
@@ -65,10 +67,14 @@ func inPrivateMounts(logf func(string, ...any), cgroupPath string, attach func(c
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fmt.Errorf("making mounts private: %w", err)
 		}
-		if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
-			return fmt.Errorf("mounting tracefs at %s: %w", tracefsDir, err)
+		// This namespace's copy of a host tracefs is ours now: the host
+		// unmounting its own does not reach it.
+		if !tracefsMounted() {
+			if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
+				return fmt.Errorf("mounting tracefs at %s: %w", tracefsDir, err)
+			}
+			logf("mounted tracefs at %s for this process only", tracefsDir)
 		}
-		logf("mounted tracefs at %s for this process only", tracefsDir)
 		if cgroupPath == "" {
 			if path, err := mountHostCgroup2(logf); err != nil {
 				logf("no cgroup v2 hierarchy for sockops and -d: %v", err)
