@@ -538,28 +538,49 @@ func TestMountsWhatItNeeds(t *testing.T) {
 		t.Skip("SKIP: no unshare(1) to make a mount namespace for the test")
 	}
 	ap := listener(t, "127.0.0.1:0")
+	// The script tells the test through files when the tool is attached,
+	// and stops it once the test has connected: no sleeps to guess.
+	dir := t.TempDir()
+	ready, done, errFile := filepath.Join(dir, "ready"), filepath.Join(dir, "done"), filepath.Join(dir, "stderr")
 	script := `
 		umount -l /sys/kernel/tracing 2>/dev/null; umount -l /sys/kernel/debug/tracing 2>/dev/null
 		for m in $(awk '$9 == "cgroup2" {print $5}' /proc/self/mountinfo); do umount -l "$m"; done
 		grep -cE ' - (tracefs|cgroup2) ' /proc/self/mountinfo
-		"$BIN" "$@" &
+		"$BIN" "$@" 2>"$ERR" &
 		pid=$!
-		sleep 1.5
+		until grep -q 'Hit Ctrl-C' "$ERR" 2>/dev/null; do sleep 0.1; done
+		touch "$READY"
+		until [ -e "$DONE" ]; do sleep 0.1; done
 		kill -INT $pid
 		wait $pid; rc=$?
+		cat "$ERR" >&2
 		grep -cE ' - (tracefs|cgroup2) ' /proc/self/mountinfo
 		exit $rc`
 	args := append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh"}, backendArgs()...)
 	args = append(args, "-d", "-P", strconv.Itoa(int(ap.Port())))
 	cmd := exec.Command("unshare", args...)
-	cmd.Env = append(os.Environ(), "BIN="+binary(t))
+	cmd.Env = append(os.Environ(), "BIN="+binary(t), "READY="+ready, "DONE="+done, "ERR="+errFile)
 	var out, errb syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(errFile)
+			t.Fatalf("tcpconnect did not attach in a namespace without tracefs and cgroup2:\n%s", data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	sport, _ := testutil.ConnectRaw(ap)
+	if err := os.WriteFile(done, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("tcpconnect in a namespace without tracefs and cgroup2: %v\n%s", err, errb.String())
 	}
