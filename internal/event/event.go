@@ -141,6 +141,31 @@ type Event struct {
 	Result  Result
 	Errno   unix.Errno
 	Latency time.Duration
+
+	// Why the attempt went where it went and ended as it did (outcome
+	// records; see Why).
+	Why Why
+}
+
+// Why is what the kernel saw happen to an attempt's SYNs on this host.
+type Why struct {
+	// NatDaddr and NatDport are where the SYN really went after local NAT
+	// (DNAT in this host's OUTPUT path); NatDaddr is invalid when the
+	// destination was not translated.
+	NatDaddr netip.Addr
+	NatDport uint16
+	// SynRetransmits counts the SYN's retransmissions, sent or dropped.
+	SynRetransmits uint16
+	// DropReason is the kernel's reason (enum skb_drop_reason, without
+	// its SKB_DROP_REASON_ prefix) for the last SYN this host dropped;
+	// "" when none was dropped here.
+	DropReason string
+	// ICMP says an ICMP error about the SYN arrived: its type and code,
+	// and who sent it (often a router, not the destination).
+	ICMP     bool
+	ICMPType uint8
+	ICMPCode uint8
+	ICMPFrom netip.Addr
 }
 
 // CommBytes returns the process name without its NUL padding.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 
@@ -78,6 +79,62 @@ func (n *NetNS) DropOutputSYN(port uint16) (remove func() error, err error) {
 	return n.addRule(true, "drop-output-syn", append(matchTCPDport(port, true), &expr.Verdict{Kind: expr.VerdictDrop}))
 }
 
+// DNAT translates TCP connections made inside this namespace to from into
+// connections to to, in the nat OUTPUT hook (what kube-proxy does for a
+// Service's virtual address): "meta nfproto F ip[6] daddr A tcp dport P
+// dnat to B:Q". from and to must be of one family. The kernel routes the
+// SYN by from's address before the hook, so from needs a route (an
+// address in a connected subnet will do).
+//
+// The returned func deletes just this rule; connections already
+// translated keep their conntrack entry.
+func (n *NetNS) DNAT(from, to netip.AddrPort) (remove func() error, err error) {
+	fa, ta := from.Addr().Unmap(), to.Addr().Unmap()
+	if fa.Is4() != ta.Is4() {
+		return nil, fmt.Errorf("DNAT %v to %v: families differ", from, to)
+	}
+	proto, off := byte(unix.NFPROTO_IPV4), uint32(16) // iphdr.daddr
+	if !fa.Is4() {
+		proto, off = unix.NFPROTO_IPV6, 24 // ipv6hdr.daddr
+	}
+	port := binary.BigEndian.AppendUint16(nil, to.Port())
+	e := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: uint32(len(fa.AsSlice()))},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: fa.AsSlice()},
+	}
+	e = append(e, matchTCPDport(from.Port(), false)...)
+	e = append(e,
+		&expr.Immediate{Register: 1, Data: ta.AsSlice()},
+		&expr.Immediate{Register: 2, Data: port},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(proto), RegAddrMin: 1, RegProtoMin: 2},
+	)
+	return n.addRuleTo(chainNATOutput, "dnat", e)
+}
+
+// RejectForwardICMP makes this namespace a router that answers TCP to port
+// that it forwards with an ICMP host-unreachable (IPv4 type 3 code 1,
+// ICMPv6 type 1 code 3), sent from its own address: "reject with icmpx
+// type host-unreachable" in the forward hook. It also turns on forwarding
+// and, as RejectICMP, turns off the ICMP rate limits.
+//
+// The returned func deletes just this rule.
+func (n *NetNS) RejectForwardICMP(port uint16) (remove func() error, err error) {
+	for key, v := range map[string]string{
+		"net.ipv4.icmp_ratelimit": "0", "net.ipv6.icmp.ratelimit": "0",
+		"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
+	} {
+		if err := n.Sysctl(key, v); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("RejectForwardICMP: %w", err)
+		}
+	}
+	return n.addRuleTo(chainForward, "reject-forward-icmp", append(matchTCPDport(port, false), &expr.Reject{
+		Type: unix.NFT_REJECT_ICMPX_UNREACH,
+		Code: unix.NFT_REJECT_ICMPX_HOST_UNREACH,
+	}))
+}
+
 // matchTCPDport is "meta l4proto tcp tcp dport PORT", plus
 // "tcp flags & (syn|ack) == syn" when synOnly is set.
 func matchTCPDport(port uint16, synOnly bool) []expr.Any {
@@ -137,6 +194,57 @@ func (n *NetNS) nftSetup() error {
 // that deletes it. google/nftables does not report the handle of a rule it
 // adds, so the rule carries a unique comment and is looked up by it.
 func (n *NetNS) addRule(output bool, what string, exprs []expr.Any) (func() error, error) {
+	which := chainInput
+	if output {
+		which = chainOutput
+	}
+	return n.addRuleTo(which, what, exprs)
+}
+
+// The base chains of the test table.
+type chainKind int
+
+const (
+	chainInput chainKind = iota
+	chainOutput
+	chainNATOutput // type nat hook output priority dstnat: DNAT
+	chainForward   // type filter hook forward: a router's rules
+)
+
+// chain returns one of the base chains, creating the ones that only some
+// tests need on first use. Callers hold n.mu, after nftSetup.
+func (n *NetNS) chain(which chainKind) (*nftables.Chain, error) {
+	accept := nftables.ChainPolicyAccept
+	var slot **nftables.Chain
+	var spec nftables.Chain
+	switch which {
+	case chainInput:
+		return n.nftInput, nil
+	case chainOutput:
+		return n.nftOutput, nil
+	case chainNATOutput:
+		slot = &n.nftNATOutput
+		spec = nftables.Chain{Name: "nat-output", Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest}
+	case chainForward:
+		slot = &n.nftForward
+		spec = nftables.Chain{Name: "forward", Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter}
+	}
+	if *slot != nil {
+		return *slot, nil
+	}
+	spec.Table, spec.Policy = n.nftTable, &accept
+	c := n.nft.AddChain(&spec)
+	if err := n.nft.Flush(); err != nil {
+		return nil, fmt.Errorf("create nftables chain %s: %w", spec.Name, err)
+	}
+	*slot = c
+	return c, nil
+}
+
+// addRuleTo appends a rule to a base chain; see addRule.
+func (n *NetNS) addRuleTo(which chainKind, what string, exprs []expr.Any) (func() error, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -145,9 +253,9 @@ func (n *NetNS) addRule(output bool, what string, exprs []expr.Any) (func() erro
 	if err := n.nftSetup(); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	chain := n.nftInput
-	if output {
-		chain = n.nftOutput
+	chain, err := n.chain(which)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	n.nftSeq++
 	comment := fmt.Sprintf("testutil %s #%d", what, n.nftSeq)

@@ -40,7 +40,10 @@ type NetNS struct {
 	nftTable  *nftables.Table
 	nftInput  *nftables.Chain
 	nftOutput *nftables.Chain
-	nftSeq    uint64
+	// Made on first use by DNAT and RejectForwardICMP.
+	nftNATOutput *nftables.Chain
+	nftForward   *nftables.Chain
+	nftSeq       uint64
 }
 
 // NewNetNS creates a new, empty network namespace with lo up, so that

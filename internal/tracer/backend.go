@@ -58,6 +58,8 @@ type sharedObjects struct {
 	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
 	LatencyHist   *ebpf.Map `ebpf:"latency_hist"`
 	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
+	// Filled by the program attachWhy loads, read where attempts end.
+	ICMPErrors *ebpf.Map `ebpf:"icmp_errors"`
 }
 
 type fentryObjects struct {
@@ -220,11 +222,45 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 	return l.attach("cgroup_skb/ingress on "+cgroupPath, lk, err)
 }
 
+// attachWhy loads and attaches the hooks that see what happens to an
+// attempt's SYNs (outcome mode), on the maps of l: the SYN leaving after
+// NAT (cgroup_skb/egress at the cgroup v2 root), dropped on this host
+// (tp_btf/kfree_skb), and answered by an ICMP error
+// (tp_btf/netif_receive_skb). None is a kprobe, so every backend has them.
+func (l *loaded) attachWhy(spec *ebpf.CollectionSpec, cgroupPath string) error {
+	var o struct {
+		SynOut  *ebpf.Program `ebpf:"tcpconnect_syn_out"`
+		SynDrop *ebpf.Program `ebpf:"tcpconnect_syn_drop"`
+		ICMP    *ebpf.Program `ebpf:"tcpconnect_icmp"`
+	}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"attempts":    l.shared.Attempts,
+		"icmp_errors": l.shared.ICMPErrors,
+	}}
+	if cgroupPath == "" {
+		return errors.New("no cgroup v2 hierarchy to see the SYNs leave (NAT and retransmissions need one)")
+	}
+	if err := spec.LoadAndAssign(&o, opts); err != nil {
+		return fmt.Errorf("loading the SYN hooks: %w", err)
+	}
+	l.closers = append(l.closers, o.SynOut, o.SynDrop, o.ICMP)
+	lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: ebpf.AttachCGroupInetEgress, Program: o.SynOut})
+	if err := l.attach("cgroup_skb/egress on "+cgroupPath, lk, err); err != nil {
+		return err
+	}
+	lk, err = link.AttachTracing(link.TracingOptions{Program: o.SynDrop})
+	if err := l.attach("tp_btf/kfree_skb", lk, err); err != nil {
+		return err
+	}
+	lk, err = link.AttachTracing(link.TracingOptions{Program: o.ICMP})
+	return l.attach("tp_btf/netif_receive_skb", lk, err)
+}
+
 func (l *loaded) closeShared() {
 	o := l.shared
 	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
 		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter,
-		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts)
+		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts, o.ICMPErrors)
 }
 
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".

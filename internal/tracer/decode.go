@@ -34,7 +34,15 @@ const (
 	offKind      = 94
 	offOutcome   = 95
 	offComm      = 96
-	eventSize    = 112
+	offNatDaddr  = 112
+	offIcmpFrom  = 128
+	offDropRsn   = 152
+	offNatDport  = 156
+	offSynSent   = 158
+	offIcmpType  = 160
+	offIcmpCode  = 161
+	offWhy       = 162
+	eventSize    = 168
 )
 
 const (
@@ -67,6 +75,11 @@ func (c clock) now() uint64 {
 // decode fills e from one ring-buffer record. It reads by offset so that
 // the hot path neither allocates nor reflects.
 func decode(raw []byte, c clock, e *event.Event) error {
+	return decodeWith(raw, c, nil, e)
+}
+
+// decodeWith is decode with the kernel's drop reason names (nil: numbers).
+func decodeWith(raw []byte, c clock, reasons *dropReasons, e *event.Event) error {
 	if len(raw) < eventSize {
 		return fmt.Errorf("short record: %d bytes, want %d", len(raw), eventSize)
 	}
@@ -100,7 +113,36 @@ func decode(raw []byte, c clock, e *event.Event) error {
 	e.Kind = event.Kind(raw[offKind])
 	e.Result = event.ResultOf(raw[offOutcome], e.Errno)
 	copy(e.Comm[:], raw[offComm:offComm+16])
+	decodeWhy(raw, reasons, e)
 	return nil
+}
+
+// decodeWhy fills e.Why (bpf/tcpconnect.h: the fields after comm).
+func decodeWhy(raw []byte, reasons *dropReasons, e *event.Event) {
+	le := binary.LittleEndian
+	flags := raw[offWhy]
+	w := &e.Why
+	*w = event.Why{}
+	if sent := le.Uint16(raw[offSynSent:]); sent > 1 {
+		w.SynRetransmits = sent - 1
+	}
+	if flags&uint8(tcpconnectWhyFlagsWHY_NAT) != 0 {
+		if e.Family == event.FamilyIPv4 {
+			w.NatDaddr = netip.AddrFrom4([4]byte(raw[offNatDaddr : offNatDaddr+4]))
+		} else {
+			w.NatDaddr = netip.AddrFrom16([16]byte(raw[offNatDaddr : offNatDaddr+16]))
+		}
+		w.NatDport = le.Uint16(raw[offNatDport:])
+	}
+	if flags&uint8(tcpconnectWhyFlagsWHY_DROPPED) != 0 {
+		w.DropReason = reasons.name(le.Uint32(raw[offDropRsn:]))
+	}
+	if flags&uint8(tcpconnectWhyFlagsWHY_ICMP) != 0 {
+		w.ICMP = true
+		w.ICMPType = raw[offIcmpType]
+		w.ICMPCode = raw[offIcmpCode]
+		w.ICMPFrom = netip.AddrFrom16([16]byte(raw[offIcmpFrom : offIcmpFrom+16])).Unmap()
+	}
 }
 
 // A DNS record (struct dns_record): its size tells it from an event.

@@ -44,26 +44,36 @@ type tcpconnectDnsRecord struct {
 }
 
 type tcpconnectEvent struct {
-	_         structs.HostLayout
-	StartNs   uint64
-	LatencyNs uint64
-	CgroupId  uint64
-	Saddr     [16]uint8
-	Daddr     [16]uint8
-	Pid       uint32
-	Tid       uint32
-	Uid       uint32
-	Err       int32
-	Ppid      uint32
-	PidNsPid  uint32
-	NetnsIno  uint32
-	MntnsIno  uint32
-	Sport     uint16
-	Dport     uint16
-	Family    uint16
-	Kind      uint8
-	Outcome   uint8
-	Comm      [16]int8
+	_          structs.HostLayout
+	StartNs    uint64
+	LatencyNs  uint64
+	CgroupId   uint64
+	Saddr      [16]uint8
+	Daddr      [16]uint8
+	Pid        uint32
+	Tid        uint32
+	Uid        uint32
+	Err        int32
+	Ppid       uint32
+	PidNsPid   uint32
+	NetnsIno   uint32
+	MntnsIno   uint32
+	Sport      uint16
+	Dport      uint16
+	Family     uint16
+	Kind       uint8
+	Outcome    uint8
+	Comm       [16]int8
+	NatDaddr   [16]uint8
+	IcmpFrom   [16]uint8
+	SynSkb     uint64
+	DropReason uint32
+	NatDport   uint16
+	SynSent    uint16
+	IcmpType   uint8
+	IcmpCode   uint8
+	Why        uint8
+	PadWhy     [5]uint8
 }
 
 type tcpconnectOutcomeKey struct {
@@ -73,6 +83,31 @@ type tcpconnectOutcomeKey struct {
 	Dport   uint16
 	Outcome uint8
 	Pad     [3]uint8
+}
+
+type tcpconnectWhyFlags uint32
+
+const (
+	tcpconnectWhyFlagsWHY_NAT     tcpconnectWhyFlags = 1
+	tcpconnectWhyFlagsWHY_ICMP    tcpconnectWhyFlags = 2
+	tcpconnectWhyFlagsWHY_DROPPED tcpconnectWhyFlags = 4
+)
+
+type tcpconnectWhyIcmp struct {
+	_    structs.HostLayout
+	AtNs uint64
+	From [16]uint8
+	Type uint8
+	Code uint8
+	Pad  [6]uint8
+}
+
+type tcpconnectWhyIcmpKey struct {
+	_     structs.HostLayout
+	Daddr [16]uint8
+	Sport uint16
+	Dport uint16
+	Pad   uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -85,6 +120,7 @@ const (
 	tcpconnectMapCgroupmap                      = "cgroupmap"
 	tcpconnectMapCounts                         = "counts"
 	tcpconnectMapEvents                         = "events"
+	tcpconnectMapIcmpErrors                     = "icmp_errors"
 	tcpconnectMapLatencyHist                    = "latency_hist"
 	tcpconnectMapMetricsPorts                   = "metrics_ports"
 	tcpconnectMapMntnsmap                       = "mntnsmap"
@@ -98,10 +134,13 @@ const (
 	tcpconnectProgTcpconnectDns                 = "tcpconnect_dns"
 	tcpconnectProgTcpconnectFentryStreamConnect = "tcpconnect_fentry_stream_connect"
 	tcpconnectProgTcpconnectFentryTcpConnect    = "tcpconnect_fentry_tcp_connect"
+	tcpconnectProgTcpconnectIcmp                = "tcpconnect_icmp"
 	tcpconnectProgTcpconnectKprobeStreamConnect = "tcpconnect_kprobe_stream_connect"
 	tcpconnectProgTcpconnectKprobeTcpConnect    = "tcpconnect_kprobe_tcp_connect"
 	tcpconnectProgTcpconnectSockops             = "tcpconnect_sockops"
 	tcpconnectProgTcpconnectState               = "tcpconnect_state"
+	tcpconnectProgTcpconnectSynDrop             = "tcpconnect_syn_drop"
+	tcpconnectProgTcpconnectSynOut              = "tcpconnect_syn_out"
 	tcpconnectVarCountMode                      = "count_mode"
 	tcpconnectVarFilterByCgroup                 = "filter_by_cgroup"
 	tcpconnectVarFilterByCgroupmap              = "filter_by_cgroupmap"
@@ -122,6 +161,7 @@ const (
 	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
 	tcpconnectVarUnusedEvent                    = "unused_event"
 	tcpconnectVarUnusedOutcomeKey               = "unused_outcome_key"
+	tcpconnectVarUnusedWhyFlags                 = "unused_why_flags"
 	tcpconnectVarWakeupGapNs                    = "wakeup_gap_ns"
 )
 
@@ -174,10 +214,13 @@ type tcpconnectProgramSpecs struct {
 	TcpconnectDns                 *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
 	TcpconnectFentryStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectIcmp                *ebpf.ProgramSpec `ebpf:"tcpconnect_icmp"`
 	TcpconnectKprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
 	TcpconnectKprobeTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
 	TcpconnectSockops             *ebpf.ProgramSpec `ebpf:"tcpconnect_sockops"`
 	TcpconnectState               *ebpf.ProgramSpec `ebpf:"tcpconnect_state"`
+	TcpconnectSynDrop             *ebpf.ProgramSpec `ebpf:"tcpconnect_syn_drop"`
+	TcpconnectSynOut              *ebpf.ProgramSpec `ebpf:"tcpconnect_syn_out"`
 }
 
 // tcpconnectMapSpecs contains maps before they are loaded into the kernel.
@@ -190,6 +233,7 @@ type tcpconnectMapSpecs struct {
 	Cgroupmap     *ebpf.MapSpec `ebpf:"cgroupmap"`
 	Counts        *ebpf.MapSpec `ebpf:"counts"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	IcmpErrors    *ebpf.MapSpec `ebpf:"icmp_errors"`
 	LatencyHist   *ebpf.MapSpec `ebpf:"latency_hist"`
 	MetricsPorts  *ebpf.MapSpec `ebpf:"metrics_ports"`
 	Mntnsmap      *ebpf.MapSpec `ebpf:"mntnsmap"`
@@ -222,6 +266,7 @@ type tcpconnectVariableSpecs struct {
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
+	UnusedWhyFlags    *ebpf.VariableSpec `ebpf:"unused_why_flags"`
 	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
 
@@ -251,6 +296,7 @@ type tcpconnectMaps struct {
 	Cgroupmap     *ebpf.Map `ebpf:"cgroupmap"`
 	Counts        *ebpf.Map `ebpf:"counts"`
 	Events        *ebpf.Map `ebpf:"events"`
+	IcmpErrors    *ebpf.Map `ebpf:"icmp_errors"`
 	LatencyHist   *ebpf.Map `ebpf:"latency_hist"`
 	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
 	Mntnsmap      *ebpf.Map `ebpf:"mntnsmap"`
@@ -267,6 +313,7 @@ func (m *tcpconnectMaps) Close() error {
 		m.Cgroupmap,
 		m.Counts,
 		m.Events,
+		m.IcmpErrors,
 		m.LatencyHist,
 		m.MetricsPorts,
 		m.Mntnsmap,
@@ -300,6 +347,7 @@ type tcpconnectVariables struct {
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
+	UnusedWhyFlags    *ebpf.Variable `ebpf:"unused_why_flags"`
 	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }
 
@@ -314,10 +362,13 @@ type tcpconnectPrograms struct {
 	TcpconnectDns                 *ebpf.Program `ebpf:"tcpconnect_dns"`
 	TcpconnectFentryStreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectIcmp                *ebpf.Program `ebpf:"tcpconnect_icmp"`
 	TcpconnectKprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
 	TcpconnectKprobeTcpConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
 	TcpconnectSockops             *ebpf.Program `ebpf:"tcpconnect_sockops"`
 	TcpconnectState               *ebpf.Program `ebpf:"tcpconnect_state"`
+	TcpconnectSynDrop             *ebpf.Program `ebpf:"tcpconnect_syn_drop"`
+	TcpconnectSynOut              *ebpf.Program `ebpf:"tcpconnect_syn_out"`
 }
 
 func (p *tcpconnectPrograms) Close() error {
@@ -329,10 +380,13 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectDns,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
+		p.TcpconnectIcmp,
 		p.TcpconnectKprobeStreamConnect,
 		p.TcpconnectKprobeTcpConnect,
 		p.TcpconnectSockops,
 		p.TcpconnectState,
+		p.TcpconnectSynDrop,
+		p.TcpconnectSynOut,
 	)
 }
 

@@ -87,6 +87,8 @@ type Tracer struct {
 	clock   clock
 	// Start is CLOCK_MONOTONIC ns when the tracer was attached.
 	start uint64
+	// reasons names the kernel's drop reasons (Outcomes).
+	reasons *dropReasons
 }
 
 // Open loads and attaches the programs. Close releases everything.
@@ -163,6 +165,13 @@ func Open(cfg Config) (*Tracer, error) {
 			return explain(fmt.Errorf("no backend works on this kernel: %w", errors.Join(failures...)))
 		}
 		logf("backend %s attached", chosen)
+		if cfg.Outcomes && !cfg.Count {
+			if err := objs.attachWhy(spec, cgroupPath); err != nil {
+				objs.Close()
+				return err
+			}
+			logf("SYN hooks: cgroup_skb/egress on %s, tp_btf/kfree_skb, tp_btf/netif_receive_skb", cgroupPath)
+		}
 		if cfg.DNS != nil {
 			if err := objs.attachDNS(spec, cgroupPath); err != nil {
 				objs.Close()
@@ -202,8 +211,15 @@ func Open(cfg Config) (*Tracer, error) {
 		objs.Close()
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
+	var reasons *dropReasons
+	if cfg.Outcomes {
+		// Without the names, reasons are printed as numbers.
+		if reasons, err = loadDropReasons(); err != nil {
+			logf("drop reasons will be numbers: reading enum skb_drop_reason from the kernel's BTF: %v", err)
+		}
+	}
 	c := newClock()
-	return &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now()}, nil
+	return &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now(), reasons: reasons}, nil
 }
 
 // configure sets the filters and sizes in spec before load.
@@ -355,7 +371,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 				}
 				continue
 			}
-			if derr := decode(rec.RawSample, t.clock, &ev); derr != nil {
+			if derr := decodeWith(rec.RawSample, t.clock, t.reasons, &ev); derr != nil {
 				return derr
 			}
 			if err := sink.Event(&ev); err != nil {
@@ -429,7 +445,7 @@ func (t *Tracer) Pending() ([]event.Event, error) {
 	for it.Next(&key, &val) {
 		raw := rawEvent(&val)
 		var e event.Event
-		if err := decode(raw, t.clock, &e); err != nil {
+		if err := decodeWith(raw, t.clock, t.reasons, &e); err != nil {
 			return out, err
 		}
 		e.Kind = event.KindPending

@@ -82,6 +82,7 @@ const struct event *unused_event __attribute__((unused));
 const struct count_key *unused_count_key __attribute__((unused));
 const struct dns_record *unused_dns_record __attribute__((unused));
 const struct outcome_key *unused_outcome_key __attribute__((unused));
+const enum why_flags *unused_why_flags __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -431,6 +432,66 @@ static __always_inline void count_outcome(const struct event *e, __u8 outcome, _
 	}
 }
 
+/* ---- why (outcome mode): ICMP errors seen arriving ----
+ * Inserted by tcpconnect_icmp for every ICMP error that quotes a TCP
+ * packet, looked up and deleted when the attempt it quotes ends. LRU: an
+ * error about a packet that is not an attempt we follow is never looked
+ * up, and ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct why_icmp_key);
+	__type(value, struct why_icmp);
+} icmp_errors SEC(".maps");
+
+/* An IPv4 address as ::ffff:a.b.c.d. */
+static __always_inline void map4(__u8 dst[16], __u32 a4)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &a4, 4);
+}
+
+/* Before a's outcome leaves: attach the ICMP error that answered its SYN,
+ * if one arrived since the attempt started. The error quotes the SYN as it
+ * was on the wire, so after NAT. */
+static __always_inline void why_finish(struct event *a, __u8 outcome)
+{
+	struct why_icmp_key k = {};
+	struct why_icmp *ie;
+	const __u8 *dst = a->daddr;
+	__u16 dport = a->dport;
+
+	a->syn_skb = 0;
+	if (outcome == OUTCOME_ESTABLISHED || outcome == OUTCOME_SYNC_FAILED)
+		return;
+	if (a->why & WHY_NAT) {
+		dst = a->nat_daddr;
+		dport = a->nat_dport;
+	}
+	if (a->family == AF_INET) {
+		__u32 a4;
+
+		__builtin_memcpy(&a4, dst, 4);
+		map4(k.daddr, a4);
+	} else {
+		__builtin_memcpy(k.daddr, dst, 16);
+	}
+	k.sport = a->sport;
+	k.dport = dport;
+	ie = bpf_map_lookup_elem(&icmp_errors, &k);
+	if (!ie)
+		return;
+	if (ie->at_ns >= a->start_ns) {
+		__builtin_memcpy(a->icmp_from, ie->from, 16);
+		a->icmp_type = ie->type;
+		a->icmp_code = ie->code;
+		a->why |= WHY_ICMP;
+	}
+	bpf_map_delete_elem(&icmp_errors, &k);
+}
+
 /* Moment 3: the attempt a (from map attempts, key sk) ended. */
 static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s32 err)
 {
@@ -441,6 +502,8 @@ static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s3
 		report = false;
 	if (lat < min_latency_ns)
 		report = false;
+	if (report)
+		why_finish(a, outcome);
 	if (report && metrics_in_kernel) {
 		count_outcome(a, outcome, err, lat);
 	} else if (report) {
@@ -835,4 +898,203 @@ int tcpconnect_dns(struct __sk_buff *skb)
 	}
 	bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
 	return 1;
+}
+
+/* ---- why (outcome mode): what happened to the attempt's SYNs ----
+ *
+ * Three hooks, each on a path that every packet of the host takes, so
+ * each one's first test throws away what is not a pending attempt's
+ * packet, and only then looks it up in map attempts:
+ *
+ *   - cgroup_skb/egress on the cgroup v2 root: the SYN as it leaves, after
+ *     the netfilter OUTPUT and POSTROUTING hooks (ip_finish_output runs the
+ *     cgroup egress programs): its destination is the one NAT chose. Counts
+ *     the SYN's transmissions.
+ *   - tp_btf/kfree_skb: the SYN dropped on this host, with the kernel's
+ *     drop reason (NETFILTER_DROP for an OUTPUT rule, which frees it before
+ *     egress). Counts it as a transmission unless egress saw it already.
+ *   - tp_btf/netif_receive_skb: an ICMP error quoting a TCP packet, kept by
+ *     the quoted tuple in map icmp_errors until the attempt ends.
+ */
+
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+static __always_inline bool same16(const __u8 *a, const __u8 *b)
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
+SEC("cgroup_skb/egress")
+int tcpconnect_syn_out(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	__u8 daddr[16] = {};
+	struct event *a;
+	struct tcphdr th;
+	__u64 key;
+	__u32 off;
+
+	/* First check, for every packet: a socket waiting for its answer. */
+	if (!sk || sk->state != BPF_TCP_SYN_SENT)
+		return 1;
+	key = (__u64)sk;
+	a = bpf_map_lookup_elem(&attempts, &key);
+	if (!a)
+		return 1;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != IPPROTO_TCP)
+			return 1;
+		off = ip.ihl * 4;
+		/* An IPv6 socket dialling ::ffff:a.b.c.d sends IPv4. */
+		if (a->family == AF_INET)
+			__builtin_memcpy(daddr, &ip.daddr, 4);
+		else
+			map4(daddr, ip.daddr);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) || ip6.nexthdr != IPPROTO_TCP)
+			return 1;
+		off = sizeof(ip6);
+		__builtin_memcpy(daddr, &ip6.daddr, 16);
+	} else {
+		return 1;
+	}
+	if (bpf_skb_load_bytes(skb, off, &th, sizeof(th)))
+		return 1;
+	if (!th.syn || th.ack)
+		return 1;
+
+	a->syn_sent++;
+	/* Kept to tell a later drop of this very skb (a full qdisc) from a
+	 * SYN that never got here. */
+	a->syn_skb = (__u64)skb;
+	if (bpf_ntohs(th.dest) != a->dport || !same16(daddr, a->daddr)) {
+		__builtin_memcpy(a->nat_daddr, daddr, 16);
+		a->nat_dport = bpf_ntohs(th.dest);
+		a->why |= WHY_NAT;
+	}
+	return 1;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reason)
+{
+	struct sock *sk = skb->sk;
+	struct net_device *dev;
+	unsigned char *head;
+	struct event *a;
+	__u8 flags = 0;
+	__u64 key;
+
+	/* First check, for every dropped packet: owned by a socket waiting
+	 * for its answer. */
+	if (!sk || sk->__sk_common.skc_state != TCP_SYN_SENT)
+		return 0;
+	key = (__u64)sk;
+	a = bpf_map_lookup_elem(&attempts, &key);
+	if (!a)
+		return 0;
+	/* Dropped in this host's stack, not after crossing into another
+	 * network namespace (a veth peer keeps skb->sk): the device, once
+	 * set (ip_output), must be in the socket's namespace. */
+	dev = skb->dev;
+	if (dev && dev->nd_net.net != sk->__sk_common.skc_net.net)
+		return 0;
+	/* A SYN, not the answer to it (early demux hands an incoming
+	 * SYN-ACK the socket). */
+	head = skb->head;
+	if (bpf_probe_read_kernel(&flags, 1, head + skb->transport_header + 13))
+		return 0;
+	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
+		return 0;
+
+	a->drop_reason = reason;
+	a->why |= WHY_DROPPED;
+	if ((__u64)skb != a->syn_skb)
+		a->syn_sent++;
+	return 0;
+}
+
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_TIME_EXCEED 3
+#define IPPROTO_ICMPV6 58
+
+/* The 8-byte ICMP or ICMPv6 header. */
+struct icmp_hdr8 {
+	__u8 type;
+	__u8 code;
+	__u16 csum;
+	__u32 rest;
+};
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(tcpconnect_icmp, struct sk_buff *skb)
+{
+	/* At this tracepoint skb->data is the network header (the link
+	 * layer header has been pulled). */
+	unsigned char *data = skb->data;
+	struct icmp_hdr8 ih;
+	struct why_icmp_key k = {};
+	struct why_icmp v = {};
+	__u16 ports[2];
+	__u32 off;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip, in;
+
+		/* First check, for every packet: ICMP. */
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), data) || ip.protocol != IPPROTO_ICMP)
+			return 0;
+		off = ip.ihl * 4;
+		if (bpf_probe_read_kernel(&ih, sizeof(ih), data + off))
+			return 0;
+		if (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED)
+			return 0;
+		off += sizeof(ih);
+		if (bpf_probe_read_kernel(&in, sizeof(in), data + off) || in.protocol != IPPROTO_TCP)
+			return 0;
+		off += in.ihl * 4;
+		map4(k.daddr, in.daddr);
+		map4(v.from, ip.saddr);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6, in6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), data) || ip6.nexthdr != IPPROTO_ICMPV6)
+			return 0;
+		off = sizeof(ip6);
+		if (bpf_probe_read_kernel(&ih, sizeof(ih), data + off))
+			return 0;
+		if (ih.type != ICMPV6_DEST_UNREACH && ih.type != ICMPV6_TIME_EXCEED)
+			return 0;
+		off += sizeof(ih);
+		if (bpf_probe_read_kernel(&in6, sizeof(in6), data + off) || in6.nexthdr != IPPROTO_TCP)
+			return 0;
+		off += sizeof(in6);
+		__builtin_memcpy(k.daddr, &in6.daddr, 16);
+		__builtin_memcpy(v.from, &ip6.saddr, 16);
+	} else {
+		return 0;
+	}
+	if (bpf_probe_read_kernel(ports, sizeof(ports), data + off))
+		return 0;
+	k.sport = bpf_ntohs(ports[0]);
+	k.dport = bpf_ntohs(ports[1]);
+	v.at_ns = bpf_ktime_get_ns();
+	v.type = ih.type;
+	v.code = ih.code;
+	bpf_map_update_elem(&icmp_errors, &k, &v, BPF_ANY);
+	return 0;
 }

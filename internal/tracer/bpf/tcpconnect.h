@@ -57,6 +57,55 @@ struct event {
 	__u8 kind;    /* enum event_kind */
 	__u8 outcome; /* enum outcome */
 	char comm[TASK_COMM_LEN];
+
+	/* ---- why: what happened to the attempt's SYNs (outcome mode) ----
+	 * Filled while the attempt is in map attempts, by the packet hooks
+	 * (see "why" in tcpconnect.bpf.c). */
+	/* The SYN's destination as it left, after local NAT (DNAT in the
+	 * OUTPUT path): the socket's family and layout, like daddr. */
+	__u8 nat_daddr[16];
+	/* Sender of an ICMP error about the SYN: always 16 bytes, IPv4 as
+	 * ::ffff:a.b.c.d. */
+	__u8 icmp_from[16];
+	/* The last SYN that passed the cgroup egress hook, so that a SYN
+	 * dropped after it is not counted twice. Kernel-internal: zeroed
+	 * before the record leaves. */
+	__u64 syn_skb;
+	/* The kernel's enum skb_drop_reason value of the last SYN dropped on
+	 * this host (0: none). Its names differ between kernels: user space
+	 * reads them from the kernel's BTF. */
+	__u32 drop_reason;
+	__u16 nat_dport; /* host order */
+	/* SYNs the host sent or dropped: transmissions, 1 + retransmissions. */
+	__u16 syn_sent;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 why;       /* WHY_* bits */
+	__u8 _pad_why[5];
+};
+
+/* Bits of event.why. */
+enum why_flags {
+	WHY_NAT = 1,     /* nat_daddr and nat_dport are set */
+	WHY_ICMP = 2,    /* icmp_type, icmp_code and icmp_from are set */
+	WHY_DROPPED = 4, /* drop_reason is set */
+};
+
+/* Key of the ICMP errors seen arriving (map icmp_errors): the SYN they
+ * quote, as it was on the wire. */
+struct why_icmp_key {
+	__u8 daddr[16]; /* IPv4 as ::ffff:a.b.c.d */
+	__u16 sport;
+	__u16 dport;
+	__u32 _pad;
+};
+
+struct why_icmp {
+	__u64 at_ns;
+	__u8 from[16]; /* IPv4 as ::ffff:a.b.c.d */
+	__u8 type;
+	__u8 code;
+	__u8 _pad[6];
 };
 
 /* -d: a DNS message that arrived at a socket of the host (UDP or TCP from
