@@ -24,6 +24,7 @@ type options struct {
 	stamp   bool // -t
 	uidCol  bool // -U
 	results bool // -r
+	why     bool // -w
 	verbose bool
 	// container shows the CONTAINER column; containerPrefix (from
 	// --container=PREFIX) also filters on it. extended is -x.
@@ -103,6 +104,7 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVarP(&o.count, "count", "c", false, "count connects per source address, destination address and port; print at Ctrl-C")
 	fs.BoolVarP(&lport, "lport", "L", false, "accepted for bcc compatibility: SPORT is always shown")
 	fs.BoolVarP(&o.results, "result", "r", false, "print each attempt when it ends, with LAT(ms) and RESULT columns")
+	fs.BoolVarP(&o.why, "why", "w", false, "add REALDEST (after local NAT), RETX (SYN retransmissions) and WHY (local drop reason, ICMP error and sender) columns (implies -r)")
 	fs.BoolVar(&failed, "failed", false, "only failed attempts (implies -r)")
 	fs.Float64Var(&minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema in the README)")
@@ -210,11 +212,11 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 	if minLatency < 0 {
 		return usagef("invalid --min-latency %v: want 0 or more", minLatency)
 	}
-	if failed || minLatency > 0 {
+	if failed || minLatency > 0 || o.why {
 		o.results = true
 	}
 	if o.count && o.results {
-		return usagef("-c counts attempts; it cannot be combined with -r, --failed or --min-latency")
+		return usagef("-c counts attempts; it cannot be combined with -r, -w, --failed or --min-latency")
 	}
 	c.Outcomes = o.results
 	c.OnlyFailed = failed

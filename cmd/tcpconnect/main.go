@@ -126,6 +126,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		StartMono: t.StartMono(),
 		PrintUID:  o.uidCol,
 		Results:   o.results,
+		Why:       o.why,
 		IPv4Only:  cfg.Family == event.FamilyIPv4,
 		Backend:   string(t.Backend()),
 		Container: o.container,

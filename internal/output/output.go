@@ -29,6 +29,11 @@ type Options struct {
 	PrintUID bool
 	// Results adds LAT(ms) and RESULT (-r).
 	Results bool
+	// Why adds, after RESULT, where the SYN really went after local NAT
+	// (REALDEST), its retransmissions (RETX) and what the host saw of its
+	// fate (WHY): a local drop's reason, an ICMP error and its sender
+	// (-w, with Results).
+	Why bool
 	// IPv4Only lets the table use narrow address columns (-4).
 	IPv4Only bool
 	// Backend is reported in JSON as "backend".
@@ -157,8 +162,17 @@ func (t *Table) Header() error {
 	b = append(b, "DPORT"...)
 	if t.opts.Results {
 		b = append(b, "  LAT(ms)    RESULT"...)
-		if t.opts.Extended {
+		if t.opts.Extended || t.opts.Names != nil || t.opts.Why {
 			b = pad(b, len(b)-6, resultWidth)
+		}
+		if t.opts.Why {
+			s := len(b)
+			b = append(b, "REALDEST"...)
+			b = pad(b, s, t.addrWidth+9)
+			b = append(b, "RETX  WHY"...)
+			if t.opts.Extended || t.opts.Names != nil {
+				b = pad(b, len(b)-3, whyWidth)
+			}
 		}
 	}
 	if t.opts.Names != nil {
@@ -184,6 +198,57 @@ func (t *Table) Header() error {
 
 // dnameWidth is the DNAME column's width when CGROUP follows it.
 const dnameWidth = 32
+
+// whyWidth is the WHY column's width when another column follows: an ICMP
+// error from an IPv4 router fits.
+const whyWidth = 36
+
+// appendWhy writes the columns of -w: REALDEST (the address and port the
+// SYN left for after local NAT, "-" when not translated), RETX and WHY
+// ("-", or the local drop's reason and the ICMP error, comma-separated).
+func (t *Table) appendWhy(b []byte, e *event.Event) []byte {
+	w := &e.Why
+	s := len(b)
+	if w.NatDaddr.IsValid() {
+		b = netip.AddrPortFrom(w.NatDaddr, w.NatDport).AppendTo(b)
+	} else {
+		b = append(b, '-')
+	}
+	b = col(b, s, t.addrWidth+9)
+	s = len(b)
+	b = strconv.AppendUint(b, uint64(w.SynRetransmits), 10)
+	b = col(b, s, 6)
+	s = len(b)
+	switch {
+	case w.DropReason != "" || w.ICMP:
+		if w.DropReason != "" {
+			b = append(b, "drop:"...)
+			b = AppendEscaped(b, unsafeBytes(w.DropReason))
+		}
+		if w.ICMP {
+			if w.DropReason != "" {
+				b = append(b, ',')
+			}
+			b = appendICMP(b, w)
+		}
+	default:
+		b = append(b, '-')
+	}
+	if t.opts.Extended || t.opts.Names != nil {
+		b = col(b, s, whyWidth)
+	}
+	return b
+}
+
+// appendICMP writes "icmp:TYPE/CODE@FROM", e.g. icmp:3/1@10.0.0.1.
+func appendICMP(b []byte, w *event.Why) []byte {
+	b = append(b, "icmp:"...)
+	b = strconv.AppendUint(b, uint64(w.ICMPType), 10)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, uint64(w.ICMPCode), 10)
+	b = append(b, '@')
+	return w.ICMPFrom.AppendTo(b)
+}
 
 // resultWidth is the RESULT column's width when another column follows.
 const resultWidth = 13
@@ -247,8 +312,11 @@ func (t *Table) Event(e *event.Event) error {
 		b = col(b, s, 11)
 		s = len(b)
 		b = appendResult(b, e)
-		if t.opts.Extended || t.opts.Names != nil {
+		if t.opts.Extended || t.opts.Names != nil || t.opts.Why {
 			b = col(b, s, resultWidth)
+		}
+		if t.opts.Why {
+			b = t.appendWhy(b, e)
 		}
 	} else {
 		s = len(b)
@@ -383,10 +451,46 @@ func (j *JSON) Event(e *event.Event) error {
 		}
 		b = append(b, `,"latency_us":`...)
 		b = strconv.AppendInt(b, e.Latency.Microseconds(), 10)
+		b = j.appendWhy(b, &e.Why)
 	}
 	b = append(b, "}\n"...)
 	j.buf = b
 	return j.write()
+}
+
+// appendWhy writes the keys of what the host saw happen to the SYNs
+// (null when there is nothing to say).
+func (j *JSON) appendWhy(b []byte, w *event.Why) []byte {
+	b = append(b, `,"nat_daddr":`...)
+	if w.NatDaddr.IsValid() {
+		b = append(b, '"')
+		b = w.NatDaddr.AppendTo(b)
+		b = append(b, `","nat_dport":`...)
+		b = strconv.AppendUint(b, uint64(w.NatDport), 10)
+	} else {
+		b = append(b, `null,"nat_dport":null`...)
+	}
+	b = append(b, `,"syn_retransmits":`...)
+	b = strconv.AppendUint(b, uint64(w.SynRetransmits), 10)
+	b = append(b, `,"drop_reason":`...)
+	if w.DropReason != "" {
+		j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(w.DropReason))
+		b = appendJSONString(b, j.scratch)
+	} else {
+		b = append(b, "null"...)
+	}
+	if w.ICMP {
+		b = append(b, `,"icmp_type":`...)
+		b = strconv.AppendUint(b, uint64(w.ICMPType), 10)
+		b = append(b, `,"icmp_code":`...)
+		b = strconv.AppendUint(b, uint64(w.ICMPCode), 10)
+		b = append(b, `,"icmp_from":"`...)
+		b = w.ICMPFrom.AppendTo(b)
+		b = append(b, '"')
+	} else {
+		b = append(b, `,"icmp_type":null,"icmp_code":null,"icmp_from":null`...)
+	}
+	return b
 }
 
 // SortCounts orders counts as -c prints them: most connects first, then

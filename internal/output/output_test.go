@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +325,62 @@ func TestLongValuesKeepASeparator(t *testing.T) {
 	f := strings.Fields(row)
 	if len(f) != 11 || f[3] != `\x1b[31mev\x0ail\x07` || f[4] != "10.0.2.15" || f[9] != "error:ENOTRECOVERABLE" || f[10] != "-" {
 		t.Errorf("row %q splits into %q", row, f)
+	}
+}
+
+func TestWhy(t *testing.T) {
+	natted, dropped, rejected, plain := sampleEvent(), sampleEvent(), sampleEvent(), sampleEvent()
+	for _, e := range []*event.Event{natted, dropped, rejected, plain} {
+		e.Kind, e.Result = event.KindOutcome, event.ResultTimeout
+	}
+	natted.Result = event.ResultEstablished
+	natted.Why = event.Why{NatDaddr: netip.MustParseAddr("10.96.3.7"), NatDport: 8080}
+	dropped.Why = event.Why{SynRetransmits: 6, DropReason: "NETFILTER_DROP"}
+	rejected.Result, rejected.Errno = event.ResultUnreachable, unix.EHOSTUNREACH
+	rejected.Why = event.Why{SynRetransmits: 1, ICMP: true, ICMPType: 3, ICMPCode: 1, ICMPFrom: netip.MustParseAddr("192.0.2.1")}
+
+	out := render(t, NewTable(nil, Options{Results: true, Why: true}), natted, dropped, rejected, plain)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	for i, want := range [][]string{
+		{"REALDEST", "RETX", "WHY"},
+		{"established", "10.96.3.7:8080", "0", "-"},
+		{"timeout", "-", "6", "drop:NETFILTER_DROP"},
+		{"unreachable", "-", "1", "icmp:3/1@192.0.2.1"},
+		{"timeout", "-", "0", "-"},
+	} {
+		f := strings.Fields(lines[i])
+		if got := f[len(f)-len(want):]; !slices.Equal(got, want) {
+			t.Errorf("line %d %q ends in %q, want %q", i, lines[i], got, want)
+		}
+	}
+	// The columns line up under their titles.
+	at := strings.Index(lines[0], "REALDEST")
+	if !strings.HasPrefix(lines[1][at:], "10.96.3.7:8080 ") {
+		t.Errorf("REALDEST misaligned:\n%s", out)
+	}
+	// The default table of -r is unchanged by the new fields.
+	if strings.Contains(render(t, NewTable(nil, Options{Results: true}), dropped), "NETFILTER") {
+		t.Error("-r without -w shows the drop reason")
+	}
+
+	out = render(t, NewJSON(nil, Options{Results: true}), natted, dropped, rejected)
+	var got []map[string]any
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		got = append(got, m)
+	}
+	for i, want := range []map[string]any{
+		{"nat_daddr": "10.96.3.7", "nat_dport": 8080.0, "syn_retransmits": 0.0, "drop_reason": nil, "icmp_type": nil, "icmp_code": nil, "icmp_from": nil},
+		{"nat_daddr": nil, "nat_dport": nil, "syn_retransmits": 6.0, "drop_reason": "NETFILTER_DROP", "icmp_type": nil, "icmp_code": nil, "icmp_from": nil},
+		{"nat_daddr": nil, "nat_dport": nil, "syn_retransmits": 1.0, "drop_reason": nil, "icmp_type": 3.0, "icmp_code": 1.0, "icmp_from": "192.0.2.1"},
+	} {
+		for k, v := range want {
+			if g, ok := got[i][k]; !ok || g != v {
+				t.Errorf("record %d: %s = %v (present %v), want %v", i, k, g, ok, v)
+			}
+		}
 	}
 }

@@ -16,7 +16,11 @@
 //
 // All of them share tracepoint sock/inet_sock_set_state (outcomes) and
 // syscalls/sys_{enter,exit}_connect (connect()'s own error), and a ring
-// buffer. Auto tries fentry, then kprobe, then sockops, attaching for
+// buffer. With outcomes, three packet hooks follow the attempt's SYNs
+// on every backend (none is a kprobe): cgroup_skb/egress on the cgroup v2
+// root (the SYN after NAT; its transmissions), tp_btf/kfree_skb (a SYN
+// dropped on this host, with the drop reason) and tp_btf/netif_receive_skb
+// (ICMP errors quoting a SYN). Auto tries fentry, then kprobe, then sockops, attaching for
 // real, because a kernel can list a feature and still refuse it (these
 // project machines refuse trampolines with EPERM and have no kprobes).
 package tracer

@@ -30,6 +30,9 @@ var defaultModules = []string{
 	"nf_reject_ipv6",
 	"nft_limit",
 	"nft_quota",
+	// DNAT in the nat OUTPUT hook (the NAT tests of -r).
+	"nft_chain_nat",
+	"nft_nat",
 }
 
 // softdepAliases maps softdep names that are module aliases rather than
