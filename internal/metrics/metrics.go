@@ -89,6 +89,10 @@ type Metrics struct {
 	// connects[family][result]; index 0 of result (ResultUnknown) is nil.
 	connects [len(families)][numResults]prometheus.Counter
 	byPort   map[uint16]prometheus.Counter
+	// drops[reason] is made on the first attempt with that reason: the
+	// running kernel's enum skb_drop_reason bounds the set.
+	drops    map[string]prometheus.Counter
+	dropsVec *prometheus.CounterVec
 	latency  prometheus.Histogram
 	ready    atomic.Bool
 	handler  http.Handler
@@ -120,6 +124,11 @@ func New(cfg Config) (*Metrics, error) {
 			m.byPort[p] = byPort.WithLabelValues(strconv.Itoa(int(p)))
 		}
 	}
+	m.dropsVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: syndropsName,
+		Help: syndropsHelp,
+	}, []string{"reason"})
+	m.drops = make(map[string]prometheus.Counter)
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tcpconnect_handshake_latency_seconds",
 		Help:    "Time from the SYN to the established connection, for attempts that were established.",
@@ -140,7 +149,7 @@ func New(cfg Config) (*Metrics, error) {
 	if cfg.Kernel != nil {
 		cs = append(cs, newKernelCollector(cfg.Kernel, cfg.Ports))
 	} else {
-		cs = append(cs, connects, byPort, m.latency)
+		cs = append(cs, connects, byPort, m.dropsVec, m.latency)
 	}
 	if cfg.Stats != nil {
 		cs = append(cs, newStatsCollector(cfg.Stats))
@@ -182,7 +191,20 @@ func (m *Metrics) Observe(e *event.Event) {
 	if e.Result == event.ResultEstablished {
 		m.latency.Observe(e.Latency.Seconds())
 	}
+	if r := e.Why.DropReason; r != "" {
+		c, ok := m.drops[r]
+		if !ok {
+			c = m.dropsVec.WithLabelValues(r)
+			m.drops[r] = c
+		}
+		c.Inc()
+	}
 }
+
+const (
+	syndropsName = "tcpconnect_syn_drops_total"
+	syndropsHelp = "TCP connect attempts that ended after this host dropped their SYN, by the kernel's drop reason (enum skb_drop_reason without SKB_DROP_REASON_, e.g. NETFILTER_DROP) of the last drop. Also counted in tcpconnect_connects_total."
+)
 
 // SetReady sets what /healthz answers: 200 while the programs are
 // attached, 503 before and once shutdown has begun, so that an
@@ -273,9 +295,9 @@ func ParsePorts(s string) ([]uint16, error) {
 // kernelCollector serves the connect and latency series from the
 // kernel's own counts, read at each scrape (tracer.KernelMetrics).
 type kernelCollector struct {
-	read                      func() (tracer.KernelMetrics, error)
-	ports                     []uint16
-	connects, byPort, latency *prometheus.Desc
+	read                             func() (tracer.KernelMetrics, error)
+	ports                            []uint16
+	connects, byPort, drops, latency *prometheus.Desc
 }
 
 func newKernelCollector(read func() (tracer.KernelMetrics, error), ports []uint16) *kernelCollector {
@@ -288,6 +310,7 @@ func newKernelCollector(read func() (tracer.KernelMetrics, error), ports []uint1
 		byPort: prometheus.NewDesc("tcpconnect_connects_by_port_total",
 			"TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports.",
 			[]string{"dport"}, nil),
+		drops: prometheus.NewDesc(syndropsName, syndropsHelp, []string{"reason"}, nil),
 		latency: prometheus.NewDesc("tcpconnect_handshake_latency_seconds",
 			"Time from the SYN to the established connection, for attempts that were established.",
 			nil, nil),
@@ -297,6 +320,7 @@ func newKernelCollector(read func() (tracer.KernelMetrics, error), ports []uint1
 func (c *kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.connects
 	ch <- c.byPort
+	ch <- c.drops
 	ch <- c.latency
 }
 
@@ -304,19 +328,23 @@ func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	km, err := c.read()
 	if err != nil {
 		err = fmt.Errorf("reading the kernel's counts: %w", err)
-		for _, d := range []*prometheus.Desc{c.connects, c.byPort, c.latency} {
+		for _, d := range []*prometheus.Desc{c.connects, c.byPort, c.drops, c.latency} {
 			ch <- prometheus.NewInvalidMetric(d, err)
 		}
 		return
 	}
 	var connects [len(families)][numResults]uint64
 	byPort := make(map[uint16]uint64, len(c.ports))
+	drops := make(map[string]uint64)
 	for _, o := range km.Outcomes {
 		fi := familyIndex(o.Family)
 		if fi < 0 || o.Result == event.ResultUnknown || int(o.Result) >= numResults {
 			continue
 		}
 		connects[fi][o.Result] += o.Count
+		if o.DropReason != "" {
+			drops[o.DropReason] += o.Count
+		}
 		if o.Dport != 0 {
 			byPort[o.Dport] += o.Count
 		}
@@ -329,6 +357,9 @@ func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, p := range c.ports {
 		ch <- prometheus.MustNewConstMetric(c.byPort, prometheus.CounterValue, float64(byPort[p]), strconv.Itoa(int(p)))
+	}
+	for r, n := range drops {
+		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(n), r)
 	}
 	// The kernel's buckets are not cumulative; Prometheus's are.
 	buckets := make(map[float64]uint64, len(LatencyBuckets))

@@ -351,3 +351,56 @@ func TestKernelCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestSynDrops: attempts whose SYN this host dropped are counted by the
+// kernel's reason, from events and from the kernel's counts alike.
+func TestSynDrops(t *testing.T) {
+	want := map[string]float64{
+		`tcpconnect_syn_drops_total{reason="NETFILTER_DROP"}`:           3,
+		`tcpconnect_syn_drops_total{reason="QDISC_DROP"}`:               1,
+		`tcpconnect_connects_total{family="ipv4",result="timeout"}`:     4,
+		`tcpconnect_connects_total{family="ipv4",result="established"}`: 1,
+	}
+	check := func(m *Metrics) {
+		t.Helper()
+		srv := httptest.NewServer(m.Handler())
+		defer srv.Close()
+		got, _ := scrape(t, srv.URL, false)
+		for series, v := range want {
+			if g, ok := got[series]; !ok || g != v {
+				t.Errorf("%s = %v (present %v), want %v", series, g, ok, v)
+			}
+		}
+		for series := range got {
+			if strings.HasPrefix(series, "tcpconnect_syn_drops_total") && want[series] == 0 {
+				t.Errorf("unexpected series %s", series)
+			}
+		}
+	}
+
+	m, err := New(Config{Backend: "sockops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"NETFILTER_DROP", "NETFILTER_DROP", "QDISC_DROP", "NETFILTER_DROP", ""} {
+		e := outcome(event.FamilyIPv4, event.ResultTimeout, 80, time.Second)
+		if r == "" {
+			e.Result = event.ResultEstablished
+		}
+		e.Why.DropReason = r
+		m.Observe(e)
+	}
+	check(m)
+
+	km := tracer.KernelMetrics{Outcomes: []tracer.OutcomeCount{
+		{Family: event.FamilyIPv4, Result: event.ResultTimeout, DropReason: "NETFILTER_DROP", Count: 2},
+		{Family: event.FamilyIPv4, Result: event.ResultTimeout, Dport: 80, DropReason: "NETFILTER_DROP", Count: 1},
+		{Family: event.FamilyIPv4, Result: event.ResultTimeout, DropReason: "QDISC_DROP", Count: 1},
+		{Family: event.FamilyIPv4, Result: event.ResultEstablished, Count: 1},
+	}}
+	m, err = New(Config{Backend: "sockops", Kernel: func() (tracer.KernelMetrics, error) { return km, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(m)
+}

@@ -222,17 +222,20 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 	return l.attach("cgroup_skb/ingress on "+cgroupPath, lk, err)
 }
 
+// whyObjects are the programs of attachWhy.
+type whyObjects struct {
+	SynOut  *ebpf.Program `ebpf:"tcpconnect_syn_out"`
+	SynDrop *ebpf.Program `ebpf:"tcpconnect_syn_drop"`
+	ICMP    *ebpf.Program `ebpf:"tcpconnect_icmp"`
+}
+
 // attachWhy loads and attaches the hooks that see what happens to an
 // attempt's SYNs (outcome mode), on the maps of l: the SYN leaving after
 // NAT (cgroup_skb/egress at the cgroup v2 root), dropped on this host
 // (tp_btf/kfree_skb), and answered by an ICMP error
 // (tp_btf/netif_receive_skb). None is a kprobe, so every backend has them.
 func (l *loaded) attachWhy(spec *ebpf.CollectionSpec, cgroupPath string) error {
-	var o struct {
-		SynOut  *ebpf.Program `ebpf:"tcpconnect_syn_out"`
-		SynDrop *ebpf.Program `ebpf:"tcpconnect_syn_drop"`
-		ICMP    *ebpf.Program `ebpf:"tcpconnect_icmp"`
-	}
+	var o whyObjects
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		"attempts":    l.shared.Attempts,
 		"icmp_errors": l.shared.ICMPErrors,

@@ -73,7 +73,7 @@ func TestSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, objs := range []any{&fentryObjects{}, &kprobeObjects{}, &sockopsObjects{}} {
+	for _, objs := range []any{&fentryObjects{}, &kprobeObjects{}, &sockopsObjects{}, &whyObjects{}} {
 		typ := reflect.TypeOf(objs).Elem()
 		for i := range typ.NumField() {
 			checkTags(t, spec.Programs, spec.Maps, typ.Field(i))

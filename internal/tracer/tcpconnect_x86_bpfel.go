@@ -77,12 +77,13 @@ type tcpconnectEvent struct {
 }
 
 type tcpconnectOutcomeKey struct {
-	_       structs.HostLayout
-	Err     int32
-	Family  uint16
-	Dport   uint16
-	Outcome uint8
-	Pad     [3]uint8
+	_          structs.HostLayout
+	Err        int32
+	Family     uint16
+	Dport      uint16
+	Outcome    uint8
+	Pad        [3]uint8
+	DropReason uint32
 }
 
 type tcpconnectWhyFlags uint32

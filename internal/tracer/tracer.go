@@ -533,7 +533,9 @@ type OutcomeCount struct {
 	Family event.Family
 	Result event.Result
 	Dport  uint16 // 0 unless one of Config.MetricsPorts
-	Count  uint64
+	// DropReason is event.Why.DropReason of these attempts.
+	DropReason string
+	Count      uint64
 }
 
 // KernelMetrics are the kernel's counts (Config.KernelMetrics).
@@ -559,12 +561,16 @@ func (t *Tracer) Metrics() (KernelMetrics, error) {
 		if key.Family == afInet {
 			fam = event.FamilyIPv4
 		}
-		m.Outcomes = append(m.Outcomes, OutcomeCount{
+		oc := OutcomeCount{
 			Family: fam,
 			Result: event.ResultOf(key.Outcome, unix.Errno(key.Err)),
 			Dport:  key.Dport,
 			Count:  n,
-		})
+		}
+		if key.DropReason != 0 {
+			oc.DropReason = t.reasons.name(key.DropReason)
+		}
+		m.Outcomes = append(m.Outcomes, oc)
 	}
 	if err := it.Err(); err != nil {
 		return m, fmt.Errorf("reading outcome counts: %w", err)

@@ -102,28 +102,52 @@ func TestWhyDrops(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := start(t, Config{Backend: b, Outcomes: true})
-		for _, f := range fams() {
-			for _, c := range []struct {
-				name string
-				port uint16
-				why  event.Why
-			}{
-				{"local", localDrop, event.Why{SynRetransmits: synRetries, DropReason: "NETFILTER_DROP"}},
-				{"peer", peerDrop, event.Why{SynRetransmits: synRetries}},
-			} {
-				t.Run(f.name+"/"+c.name, func(t *testing.T) {
-					t.Parallel()
-					ap := netip.AddrPortFrom(l.srv[f.i], c.port)
-					d := l.dial(t, ap)
-					if d.err != unix.ETIMEDOUT {
-						t.Fatalf("connect to %v: %v", ap, d.err)
-					}
-					e := expectOutcome(t, r, ap, d.sport, event.ResultTimeout, unix.ETIMEDOUT)
-					checkWhy(t, e, c.why)
-				})
+		// The same attempts, counted in the kernel for the metrics.
+		km := start(t, Config{Backend: b, Outcomes: true, KernelMetrics: true, Netns: uint32(l.client.Inode())})
+		t.Run("attempts", func(t *testing.T) {
+			whyDrops(t, l, r, localDrop, peerDrop)
+		})
+		m, err := km.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		drops := map[string]uint64{}
+		for _, o := range m.Outcomes {
+			if o.DropReason != "" {
+				drops[o.Result.String()+"/"+o.DropReason] += o.Count
 			}
 		}
+		// Both families' locally dropped attempts, and only those.
+		if len(drops) != 1 || drops["timeout/NETFILTER_DROP"] != 2 {
+			t.Errorf("kernel counts by drop reason %v, want timeout/NETFILTER_DROP: 2", drops)
+		}
 	})
+}
+
+// whyDrops dials the dropping ports of TestWhyDrops from both families
+// at once.
+func whyDrops(t *testing.T, l *lab, r *running, localDrop, peerDrop uint16) {
+	for _, f := range fams() {
+		for _, c := range []struct {
+			name string
+			port uint16
+			why  event.Why
+		}{
+			{"local", localDrop, event.Why{SynRetransmits: synRetries, DropReason: "NETFILTER_DROP"}},
+			{"peer", peerDrop, event.Why{SynRetransmits: synRetries}},
+		} {
+			t.Run(f.name+"/"+c.name, func(t *testing.T) {
+				t.Parallel()
+				ap := netip.AddrPortFrom(l.srv[f.i], c.port)
+				d := l.dial(t, ap)
+				if d.err != unix.ETIMEDOUT {
+					t.Fatalf("connect to %v: %v", ap, d.err)
+				}
+				e := expectOutcome(t, r, ap, d.sport, event.ResultTimeout, unix.ETIMEDOUT)
+				checkWhy(t, e, c.why)
+			})
+		}
+	}
 }
 
 // TestWhyICMP: a router namespace between client and server rejects the

@@ -400,6 +400,8 @@ static __always_inline void count_outcome(const struct event *e, __u8 outcome, _
 	key.err = err;
 	key.family = e->family;
 	key.outcome = outcome;
+	if (e->why & WHY_DROPPED)
+		key.drop_reason = e->drop_reason;
 	if (bpf_map_lookup_elem(&metrics_ports, &e->dport))
 		key.dport = e->dport;
 	n = bpf_map_lookup_elem(&outcome_counts, &key);

@@ -139,6 +139,9 @@ struct outcome_key {
 	__u16 dport;
 	__u8 outcome;
 	__u8 _pad[3];
+	/* event.drop_reason when this host dropped a SYN of the attempt,
+	 * else 0: a small fixed set (the kernel's enum skb_drop_reason). */
+	__u32 drop_reason;
 };
 
 /* The handshake latency histogram of established attempts: a per-CPU
