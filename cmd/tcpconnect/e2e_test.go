@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -593,5 +594,81 @@ func TestMountsWhatItNeeds(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "for this process only") {
 		t.Errorf("-v does not say what it mounted:\n%s", errb.String())
+	}
+}
+
+// TestWhyEndToEnd: -w through the binary, in a namespace of the test: a
+// DNAT rule of its OUTPUT path (the real destination) and an OUTPUT drop
+// (the drop reason and the retransmission).
+func TestWhyEndToEnd(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ns := testutil.NewNetNS(t)
+	real := testutil.Listen(t, ns, "tcp", "127.0.0.1:0")
+	virt := netip.MustParseAddrPort("127.0.0.2:80")
+	if _, err := ns.DNAT(virt, real); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns.DropOutputSYN(9); err != nil {
+		t.Fatal(err)
+	}
+	for key, v := range map[string]string{"net.ipv4.tcp_syn_retries": "1", "net.ipv4.tcp_syn_linear_timeouts": "0"} {
+		if err := ns.Sysctl(key, v); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	dropped := netip.MustParseAddrPort("127.0.0.1:9")
+	connect := func(ap netip.AddrPort) (sport uint16, errno syscall.Errno) {
+		if err := ns.Do(func() error {
+			sport, errno = testutil.ConnectRaw(ap)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return sport, errno
+	}
+	for _, format := range []string{"table", "json"} {
+		t.Run(format, func(t *testing.T) {
+			args := []string{"-w", "--netns", strconv.FormatUint(ns.Inode(), 10)}
+			if format == "json" {
+				args = append(args, "--json")
+			}
+			p := startTool(t, args...)
+			natSport, errno := connect(virt)
+			if errno != 0 {
+				t.Fatalf("connect %v: %v", virt, errno)
+			}
+			dropSport, errno := connect(dropped)
+			if errno != syscall.ETIMEDOUT {
+				t.Fatalf("connect %v: %v", dropped, errno)
+			}
+			if format == "table" {
+				p.waitLine(t, "RESULT", "REALDEST", "RETX", "WHY")
+				nat := strings.Fields(p.waitLine(t, " "+strconv.Itoa(int(natSport))+" "))
+				// ... DADDR DPORT LAT(ms) RESULT REALDEST RETX WHY
+				n := len(nat)
+				if want := []string{"established", real.String(), "0", "-"}; n < 7 || nat[n-7] != "127.0.0.2" || nat[n-6] != "80" ||
+					!slices.Equal(nat[n-4:], want) {
+					t.Errorf("NAT line %q, want 127.0.0.2 80 LAT %q", nat, want)
+				}
+				drop := strings.Fields(p.waitLine(t, " "+strconv.Itoa(int(dropSport))+" "))
+				if want := []string{"timeout", "-", "1", "drop:NETFILTER_DROP"}; !slices.Equal(drop[len(drop)-4:], want) {
+					t.Errorf("drop line %q, want it to end in %q", drop, want)
+				}
+			} else {
+				nat := decodeJSON(t, p.waitLine(t, fmt.Sprintf(`"sport":%d,`, natSport)))
+				if nat["daddr"] != "127.0.0.2" || nat["dport"] != 80.0 || nat["result"] != "established" ||
+					nat["nat_daddr"] != "127.0.0.1" || nat["nat_dport"] != float64(real.Port()) ||
+					nat["syn_retransmits"] != 0.0 || nat["drop_reason"] != nil || nat["icmp_from"] != nil {
+					t.Errorf("NAT record %v", nat)
+				}
+				drop := decodeJSON(t, p.waitLine(t, fmt.Sprintf(`"sport":%d,`, dropSport)))
+				if drop["result"] != "timeout" || drop["nat_daddr"] != nil || drop["nat_dport"] != nil ||
+					drop["syn_retransmits"] != 1.0 || drop["drop_reason"] != "NETFILTER_DROP" ||
+					drop["icmp_type"] != nil || drop["icmp_code"] != nil || drop["icmp_from"] != nil {
+					t.Errorf("drop record %v", drop)
+				}
+			}
+			p.stop(t, syscall.SIGINT)
+		})
 	}
 }
