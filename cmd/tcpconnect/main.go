@@ -151,6 +151,9 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	// Deferred after t.Close, so it runs first: no scrape reads a closed
 	// tracer.
 	defer stopMetrics()
+	if err := t.WhyUnavailable(); err != nil {
+		fmt.Fprintf(stderr, "tcpconnect: warning: no NAT destination, retransmissions, drop reasons or ICMP errors: %v\n", err)
+	}
 	fmt.Fprintln(stderr, "Tracing tcp connections. Hit Ctrl-C to end.")
 	s := &sink{p: p}
 	err = stdoutErr(p.Header())

@@ -89,7 +89,15 @@ type Tracer struct {
 	start uint64
 	// reasons names the kernel's drop reasons (Outcomes).
 	reasons *dropReasons
+	// whyErr says why the SYN hooks are not attached (Outcomes).
+	whyErr error
 }
+
+// WhyUnavailable says why events carry no Why (the real destination after
+// NAT, retransmissions, drops, ICMP errors) although outcomes are
+// followed: the hooks that see the SYNs could not be attached. nil when
+// they are, or when outcomes are not followed.
+func (t *Tracer) WhyUnavailable() error { return t.whyErr }
 
 // Open loads and attaches the programs. Close releases everything.
 func Open(cfg Config) (*Tracer, error) {
@@ -142,6 +150,7 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	var objs *loaded
 	var chosen Backend
+	var whyErr error
 	var failures []error
 	err = inPrivateMounts(logf, cfg.CgroupPath, func(cgroupPath string) error {
 		for _, b := range order {
@@ -166,11 +175,14 @@ func Open(cfg Config) (*Tracer, error) {
 		}
 		logf("backend %s attached", chosen)
 		if cfg.Outcomes && !cfg.Count {
-			if err := objs.attachWhy(spec, cgroupPath); err != nil {
-				objs.Close()
-				return err
+			// Outcomes do not depend on these hooks: without them (no
+			// cgroup v2, a kernel older than the drop reasons of 5.17),
+			// attempts are still followed, with nothing in Why.
+			if whyErr = objs.attachWhy(spec, cgroupPath); whyErr != nil {
+				logf("%v", whyErr)
+			} else {
+				logf("SYN hooks: cgroup_skb/egress on %s, tp_btf/kfree_skb, tp_btf/netif_receive_skb", cgroupPath)
 			}
-			logf("SYN hooks: cgroup_skb/egress on %s, tp_btf/kfree_skb, tp_btf/netif_receive_skb", cgroupPath)
 		}
 		if cfg.DNS != nil {
 			if err := objs.attachDNS(spec, cgroupPath); err != nil {
@@ -219,7 +231,7 @@ func Open(cfg Config) (*Tracer, error) {
 		}
 	}
 	c := newClock()
-	return &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now(), reasons: reasons}, nil
+	return &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now(), reasons: reasons, whyErr: whyErr}, nil
 }
 
 // configure sets the filters and sizes in spec before load.

@@ -997,6 +997,7 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 	unsigned char *head;
 	struct event *a;
 	__u8 flags = 0;
+	__u16 th;
 	__u64 key;
 
 	/* First check, for every dropped packet: owned by a socket waiting
@@ -1015,8 +1016,11 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 		return 0;
 	/* A SYN, not the answer to it (early demux hands an incoming
 	 * SYN-ACK the socket). */
+	th = skb->transport_header;
+	if (th == (__u16)~0U) /* not set */
+		return 0;
 	head = skb->head;
-	if (bpf_probe_read_kernel(&flags, 1, head + skb->transport_header + 13))
+	if (bpf_probe_read_kernel(&flags, 1, head + th + 13))
 		return 0;
 	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
 		return 0;
