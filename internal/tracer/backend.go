@@ -60,6 +60,9 @@ type sharedObjects struct {
 	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
 	// Filled by the program attachWhy loads, read where attempts end.
 	ICMPErrors *ebpf.Map `ebpf:"icmp_errors"`
+	// The globals: attachWhy's programs read pending_attempts.
+	BSS     *ebpf.Map      `ebpf:".bss"`
+	Pending *ebpf.Variable `ebpf:"pending_attempts"`
 }
 
 type fentryObjects struct {
@@ -239,6 +242,7 @@ func (l *loaded) attachWhy(spec *ebpf.CollectionSpec, cgroupPath string) error {
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		"attempts":    l.shared.Attempts,
 		"icmp_errors": l.shared.ICMPErrors,
+		".bss":        l.shared.BSS,
 	}}
 	if cgroupPath == "" {
 		return errors.New("no cgroup v2 hierarchy to see the SYNs leave (NAT and retransmissions need one)")
@@ -263,7 +267,7 @@ func (l *loaded) closeShared() {
 	o := l.shared
 	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
 		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter,
-		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts, o.ICMPErrors)
+		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts, o.ICMPErrors, o.BSS)
 }
 
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".

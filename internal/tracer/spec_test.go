@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"golang.org/x/sys/unix"
@@ -76,7 +77,7 @@ func TestSpec(t *testing.T) {
 	for _, objs := range []any{&fentryObjects{}, &kprobeObjects{}, &sockopsObjects{}, &whyObjects{}} {
 		typ := reflect.TypeOf(objs).Elem()
 		for i := range typ.NumField() {
-			checkTags(t, spec.Programs, spec.Maps, typ.Field(i))
+			checkTags(t, spec.Programs, spec.Maps, spec.Variables, typ.Field(i))
 		}
 	}
 	if err := configure(spec, Config{BufferSize: DefaultBufferSize, MaxPending: 10, UID: -1}); err != nil {
@@ -87,19 +88,20 @@ func TestSpec(t *testing.T) {
 	}
 }
 
-func checkTags[P, M any](t *testing.T, progs map[string]P, maps map[string]M, f reflect.StructField) {
+func checkTags[P, M any](t *testing.T, progs map[string]P, maps map[string]M, vars map[string]*ebpf.VariableSpec, f reflect.StructField) {
 	t.Helper()
 	if f.Anonymous {
 		for i := range f.Type.NumField() {
-			checkTags(t, progs, maps, f.Type.Field(i))
+			checkTags(t, progs, maps, vars, f.Type.Field(i))
 		}
 		return
 	}
 	name := f.Tag.Get("ebpf")
 	_, isProg := progs[name]
 	_, isMap := maps[name]
-	if !isProg && !isMap {
-		t.Errorf("object has no program or map %q (field %s)", name, f.Name)
+	_, isVar := vars[name]
+	if !isProg && !isMap && !isVar {
+		t.Errorf("object has no program, map or variable %q (field %s)", name, f.Name)
 	}
 }
 

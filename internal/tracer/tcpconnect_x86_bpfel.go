@@ -157,6 +157,7 @@ const (
 	tcpconnectVarMetricsInKernel                = "metrics_in_kernel"
 	tcpconnectVarMinLatencyNs                   = "min_latency_ns"
 	tcpconnectVarOnlyFailed                     = "only_failed"
+	tcpconnectVarPendingAttempts                = "pending_attempts"
 	tcpconnectVarTrackOutcomes                  = "track_outcomes"
 	tcpconnectVarUnusedCountKey                 = "unused_count_key"
 	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
@@ -262,6 +263,7 @@ type tcpconnectVariableSpecs struct {
 	MetricsInKernel   *ebpf.VariableSpec `ebpf:"metrics_in_kernel"`
 	MinLatencyNs      *ebpf.VariableSpec `ebpf:"min_latency_ns"`
 	OnlyFailed        *ebpf.VariableSpec `ebpf:"only_failed"`
+	PendingAttempts   *ebpf.VariableSpec `ebpf:"pending_attempts"`
 	TrackOutcomes     *ebpf.VariableSpec `ebpf:"track_outcomes"`
 	UnusedCountKey    *ebpf.VariableSpec `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
@@ -343,6 +345,7 @@ type tcpconnectVariables struct {
 	MetricsInKernel   *ebpf.Variable `ebpf:"metrics_in_kernel"`
 	MinLatencyNs      *ebpf.Variable `ebpf:"min_latency_ns"`
 	OnlyFailed        *ebpf.Variable `ebpf:"only_failed"`
+	PendingAttempts   *ebpf.Variable `ebpf:"pending_attempts"`
 	TrackOutcomes     *ebpf.Variable `ebpf:"track_outcomes"`
 	UnusedCountKey    *ebpf.Variable `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`

@@ -121,6 +121,15 @@ func TestWhyDrops(t *testing.T) {
 		if len(drops) != 1 || drops["timeout/NETFILTER_DROP"] != 2 {
 			t.Errorf("kernel counts by drop reason %v, want timeout/NETFILTER_DROP: 2", drops)
 		}
+		// Every attempt of the namespace ended: the gate of the packet
+		// hooks is closed again.
+		var pending uint64
+		if err := km.objs.shared.Pending.Get(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if pending != 0 {
+			t.Errorf("pending_attempts %d after every attempt ended", pending)
+		}
 	})
 }
 

@@ -77,6 +77,11 @@ const volatile __u64 wakeup_gap_ns = 5000000;
  * missing forced wakeup, which the reader's timer covers. */
 __u64 last_wakeup_ns = 0;
 
+/* Entries of map attempts: the packet hooks of "why" return at once
+ * while it is 0, so a host with no connect in flight pays one load per
+ * packet. Changed only by remember() and finish(), atomically. */
+__u64 pending_attempts = 0;
+
 /* Forces the event types into BTF for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
 const struct count_key *unused_count_key __attribute__((unused));
@@ -363,6 +368,20 @@ static __always_inline void call_start(struct call *c)
 	bpf_map_update_elem(&calls, &id, c, BPF_ANY);
 }
 
+/* Puts the attempt in map attempts, counting new entries in
+ * pending_attempts. */
+static __always_inline void remember(__u64 sk, const struct event *e)
+{
+	if (!bpf_map_update_elem(&attempts, &sk, e, BPF_NOEXIST)) {
+		__sync_fetch_and_add(&pending_attempts, 1);
+		return;
+	}
+	/* The socket's earlier attempt is still there (a connect() again
+	 * after a soft error), or the map is full. */
+	if (bpf_map_update_elem(&attempts, &sk, e, BPF_EXIST))
+		stat_inc(STAT_LOST_ATTEMPTS);
+}
+
 /* Moment 2: the SYN is about to leave. The caller has filled the task
  * and address fields of e; sk identifies the socket. */
 static __always_inline void syn_sent(__u64 sk, struct event *e)
@@ -384,8 +403,7 @@ static __always_inline void syn_sent(__u64 sk, struct event *e)
 		return;
 	}
 	if (track_outcomes) {
-		if (bpf_map_update_elem(&attempts, &sk, e, BPF_ANY))
-			stat_inc(STAT_LOST_ATTEMPTS);
+		remember(sk, e);
 		return;
 	}
 	emit(e);
@@ -515,7 +533,10 @@ static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s3
 		a->latency_ns = lat;
 		emit(a);
 	}
-	bpf_map_delete_elem(&attempts, &sk);
+	/* Only the deletion that removed it counts: the outcome can race
+	 * from two hooks. */
+	if (!bpf_map_delete_elem(&attempts, &sk))
+		__sync_fetch_and_sub(&pending_attempts, 1);
 }
 
 /* ---- shared hooks: all backends ---- */
@@ -936,14 +957,18 @@ static __always_inline bool same16(const __u8 *a, const __u8 *b)
 SEC("cgroup_skb/egress")
 int tcpconnect_syn_out(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = skb->sk;
+	struct bpf_sock *sk;
 	__u8 daddr[16] = {};
 	struct event *a;
 	struct tcphdr th;
 	__u64 key;
 	__u32 off;
 
-	/* First check, for every packet: a socket waiting for its answer. */
+	/* First checks, for every packet: an attempt is pending, and this
+	 * packet's socket waits for its answer. */
+	if (!pending_attempts)
+		return 1;
+	sk = skb->sk;
 	if (!sk || sk->state != BPF_TCP_SYN_SENT)
 		return 1;
 	key = (__u64)sk;
@@ -992,7 +1017,7 @@ int tcpconnect_syn_out(struct __sk_buff *skb)
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reason)
 {
-	struct sock *sk = skb->sk;
+	struct sock *sk;
 	struct net_device *dev;
 	unsigned char *head;
 	struct event *a;
@@ -1000,8 +1025,11 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 	__u16 th;
 	__u64 key;
 
-	/* First check, for every dropped packet: owned by a socket waiting
-	 * for its answer. */
+	/* First checks, for every dropped packet: an attempt is pending,
+	 * and this packet is owned by a socket waiting for its answer. */
+	if (!pending_attempts)
+		return 0;
+	sk = skb->sk;
 	if (!sk || sk->__sk_common.skc_state != TCP_SYN_SENT)
 		return 0;
 	key = (__u64)sk;
@@ -1049,14 +1077,19 @@ struct icmp_hdr8 {
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tcpconnect_icmp, struct sk_buff *skb)
 {
-	/* At this tracepoint skb->data is the network header (the link
-	 * layer header has been pulled). */
-	unsigned char *data = skb->data;
+	unsigned char *data;
 	struct icmp_hdr8 ih;
 	struct why_icmp_key k = {};
 	struct why_icmp v = {};
 	__u16 ports[2];
 	__u32 off;
+
+	/* An error about an attempt that already ended is of no use. */
+	if (!pending_attempts)
+		return 0;
+	/* At this tracepoint skb->data is the network header (the link
+	 * layer header has been pulled). */
+	data = skb->data;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip, in;
