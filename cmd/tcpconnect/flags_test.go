@@ -15,7 +15,7 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-p", "abc"}, {"-p", "0"}, {"-P", "70000"}, {"-P", "80,x"}, {"-P", "0"},
 		{"-4", "-6"}, {"-u", "-1"}, {"--backend", "ebpf"}, {"--buffer-size", "3K"},
-		{"--buffer-size", "big"}, {"--nope"}, {"extra"}, {"-c", "-r"}, {"--min-latency", "-1"},
+		{"--buffer-size", "big"}, {"--nope"}, {"extra"}, {"-c", "-r"}, {"-c", "-w"}, {"--min-latency", "-1"},
 		{"--max-pending", "0"}, {"--container", "abc"}, {"--container=xyz"}, {"--netns", "/nonexistent"},
 	} {
 		var out, errb bytes.Buffer
@@ -60,6 +60,13 @@ func TestFlags(t *testing.T) {
 	}
 	if !o.results || !o.tracer.Outcomes || !o.tracer.OnlyFailed || o.tracer.MinLatency.Microseconds() != 2500 || o.tracer.UID != -1 {
 		t.Errorf("parsed %+v", o)
+	}
+	o, err = parseFlags([]string{"-w"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.why || !o.results || !o.tracer.Outcomes {
+		t.Errorf("-w parsed %+v", o)
 	}
 	o, err = parseFlags([]string{"-c6"}, nil)
 	if err != nil {
