@@ -43,9 +43,7 @@ func ParseBackend(s string) (Backend, error) {
 // the struct, so a backend never loads (and the verifier never sees) the
 // programs of another.
 type sharedObjects struct {
-	State        *ebpf.Program `ebpf:"tcpconnect_state"`
-	ConnectEnter *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
-	ConnectExit  *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
+	State *ebpf.Program `ebpf:"tcpconnect_state"`
 
 	Events   *ebpf.Map `ebpf:"events"`
 	Stats    *ebpf.Map `ebpf:"stats"`
@@ -62,14 +60,16 @@ type sharedObjects struct {
 
 type fentryObjects struct {
 	sharedObjects
-	StreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
-	TCPConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
+	StreamConnect     *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
+	StreamConnectExit *ebpf.Program `ebpf:"tcpconnect_fexit_stream_connect"`
+	TCPConnect        *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
 }
 
 type kprobeObjects struct {
 	sharedObjects
-	StreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
-	TCPConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
+	StreamConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
+	StreamConnectRet *ebpf.Program `ebpf:"tcpconnect_kretprobe_stream_connect"`
+	TCPConnect       *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
 }
 
 type sockopsObjects struct {
@@ -78,6 +78,21 @@ type sockopsObjects struct {
 	Connect6 *ebpf.Program `ebpf:"tcpconnect_connect6"`
 	Sockops  *ebpf.Program `ebpf:"tcpconnect_sockops"`
 }
+
+// sockopsSyncObjects is the sockops backend with --sync-errors: the
+// syscall tracepoints that give connect()'s errno, at the price of every
+// syscall of the host (see Config.SyncErrors).
+type sockopsSyncObjects struct {
+	sockopsObjects
+	ConnectEnter *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
+	ConnectExit  *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
+}
+
+// kretprobeMaxActive is how many inet_stream_connect calls the kretprobe
+// follows at once. The kernel's default, max(10, 2 × CPUs), is soon
+// reached by blocking connects waiting for their handshake; a call past it
+// loses only its return (a failure before the SYN, or a soft error).
+const kretprobeMaxActive = 4096
 
 // loaded is one backend's programs and maps in the kernel, and its links.
 type loaded struct {
@@ -110,29 +125,28 @@ func (l *loaded) attach(what string, lk link.Link, err error) error {
 // attachShared attaches the hooks every backend uses.
 func (l *loaded) attachShared(o *sharedObjects) error {
 	lk, err := link.Tracepoint("sock", "inet_sock_set_state", o.State, nil)
-	if err := l.attach("tracepoint sock/inet_sock_set_state", lk, err); err != nil {
-		return err
-	}
-	lk, err = link.Tracepoint("syscalls", "sys_enter_connect", o.ConnectEnter, nil)
-	if err := l.attach("tracepoint syscalls/sys_enter_connect", lk, err); err != nil {
-		return err
-	}
-	lk, err = link.Tracepoint("syscalls", "sys_exit_connect", o.ConnectExit, nil)
-	return l.attach("tracepoint syscalls/sys_exit_connect", lk, err)
+	return l.attach("tracepoint sock/inet_sock_set_state", lk, err)
 }
 
 // load loads and attaches backend b from spec. On error, nothing of it
-// stays in the kernel.
-func load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, opts *ebpf.CollectionOptions) (*loaded, error) {
+// stays in the kernel. syncErrors adds the syscall tracepoints where the
+// backend cannot see connect()'s return otherwise (sockops).
+func load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, syncErrors bool, opts *ebpf.CollectionOptions) (*loaded, error) {
 	l := &loaded{}
-	if err := l.load(spec, b, cgroupPath, opts); err != nil {
+	if err := l.load(spec, b, cgroupPath, syncErrors, opts); err != nil {
 		l.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, opts *ebpf.CollectionOptions) error {
+func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, syncErrors bool, opts *ebpf.CollectionOptions) error {
+	// fentry and kprobe see inet_stream_connect return; sockops only
+	// through the syscall tracepoint.
+	exitHooked := b != BackendSockops || syncErrors
+	if err := spec.Variables["exit_hooked"].Set(exitHooked); err != nil {
+		return fmt.Errorf("setting exit_hooked: %w", err)
+	}
 	switch b {
 	case BackendFentry:
 		var o fentryObjects
@@ -140,15 +154,20 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 			return fmt.Errorf("loading: %w", err)
 		}
 		l.shared = &o.sharedObjects
-		l.closers = append(l.closers, o.StreamConnect, o.TCPConnect)
+		l.closers = append(l.closers, o.StreamConnect, o.StreamConnectExit, o.TCPConnect)
 		l.closeShared()
-		lk, err := link.AttachTracing(link.TracingOptions{Program: o.StreamConnect})
-		if err := l.attach("fentry/inet_stream_connect", lk, err); err != nil {
-			return err
-		}
-		lk, err = link.AttachTracing(link.TracingOptions{Program: o.TCPConnect})
-		if err := l.attach("fentry/tcp_connect", lk, err); err != nil {
-			return err
+		for _, a := range []struct {
+			name string
+			prog *ebpf.Program
+		}{
+			{"fentry/inet_stream_connect", o.StreamConnect},
+			{"fexit/inet_stream_connect", o.StreamConnectExit},
+			{"fentry/tcp_connect", o.TCPConnect},
+		} {
+			lk, err := link.AttachTracing(link.TracingOptions{Program: a.prog})
+			if err := l.attach(a.name, lk, err); err != nil {
+				return err
+			}
 		}
 	case BackendKprobe:
 		var o kprobeObjects
@@ -156,10 +175,14 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 			return fmt.Errorf("loading: %w", err)
 		}
 		l.shared = &o.sharedObjects
-		l.closers = append(l.closers, o.StreamConnect, o.TCPConnect)
+		l.closers = append(l.closers, o.StreamConnect, o.StreamConnectRet, o.TCPConnect)
 		l.closeShared()
 		lk, err := link.Kprobe("inet_stream_connect", o.StreamConnect, nil)
 		if err := l.attach("kprobe/inet_stream_connect", lk, err); err != nil {
+			return err
+		}
+		lk, err = link.Kretprobe("inet_stream_connect", o.StreamConnectRet, &link.KprobeOptions{RetprobeMaxActive: kretprobeMaxActive})
+		if err := l.attach("kretprobe/inet_stream_connect", lk, err); err != nil {
 			return err
 		}
 		lk, err = link.Kprobe("tcp_connect", o.TCPConnect, nil)
@@ -170,13 +193,31 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 		if cgroupPath == "" {
 			return errors.New("no cgroup v2 hierarchy to attach to (sockops needs one)")
 		}
-		var o sockopsObjects
-		if err := spec.LoadAndAssign(&o, opts); err != nil {
+		var (
+			so sockopsSyncObjects
+			o  = &so.sockopsObjects
+		)
+		if syncErrors {
+			if err := spec.LoadAndAssign(&so, opts); err != nil {
+				return fmt.Errorf("loading: %w", err)
+			}
+			l.closers = append(l.closers, so.ConnectEnter, so.ConnectExit)
+		} else if err := spec.LoadAndAssign(o, opts); err != nil {
 			return fmt.Errorf("loading: %w", err)
 		}
 		l.shared = &o.sharedObjects
 		l.closers = append(l.closers, o.Connect4, o.Connect6, o.Sockops)
 		l.closeShared()
+		if syncErrors {
+			lk, err := link.Tracepoint("syscalls", "sys_enter_connect", so.ConnectEnter, nil)
+			if err := l.attach("tracepoint syscalls/sys_enter_connect", lk, err); err != nil {
+				return err
+			}
+			lk, err = link.Tracepoint("syscalls", "sys_exit_connect", so.ConnectExit, nil)
+			if err := l.attach("tracepoint syscalls/sys_exit_connect", lk, err); err != nil {
+				return err
+			}
+		}
 		for _, a := range []struct {
 			name string
 			prog *ebpf.Program
@@ -222,7 +263,7 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 
 func (l *loaded) closeShared() {
 	o := l.shared
-	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
+	l.closers = append(l.closers, o.State,
 		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter,
 		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts)
 }

@@ -14,16 +14,16 @@ import (
 )
 
 type tcpconnectCall struct {
-	_       structs.HostLayout
-	StartNs uint64
-	Sk      uint64
-	Saddr   [16]uint8
-	Daddr   [16]uint8
-	Sport   uint16
-	Dport   uint16
-	Family  uint16
-	SynSent uint8
-	Pad     uint8
+	_        structs.HostLayout
+	StartNs  uint64
+	Sk       uint64
+	Saddr    [16]uint8
+	Daddr    [16]uint8
+	Sport    uint16
+	Dport    uint16
+	Family   uint16
+	SynSent  uint8
+	StateSet uint8
 }
 
 type tcpconnectCountKey struct {
@@ -79,50 +79,54 @@ type tcpconnectOutcomeKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpconnectMapAttempts                       = "attempts"
-	tcpconnectMapCalls                          = "calls"
-	tcpconnectMapCgroupFilter                   = "cgroup_filter"
-	tcpconnectMapCgroupmap                      = "cgroupmap"
-	tcpconnectMapCounts                         = "counts"
-	tcpconnectMapEvents                         = "events"
-	tcpconnectMapLatencyHist                    = "latency_hist"
-	tcpconnectMapMetricsPorts                   = "metrics_ports"
-	tcpconnectMapMntnsmap                       = "mntnsmap"
-	tcpconnectMapOutcomeCounts                  = "outcome_counts"
-	tcpconnectMapPorts                          = "ports"
-	tcpconnectMapStats                          = "stats"
-	tcpconnectProgTcpconnectConnect4            = "tcpconnect_connect4"
-	tcpconnectProgTcpconnectConnect6            = "tcpconnect_connect6"
-	tcpconnectProgTcpconnectConnectEnter        = "tcpconnect_connect_enter"
-	tcpconnectProgTcpconnectConnectExit         = "tcpconnect_connect_exit"
-	tcpconnectProgTcpconnectDns                 = "tcpconnect_dns"
-	tcpconnectProgTcpconnectFentryStreamConnect = "tcpconnect_fentry_stream_connect"
-	tcpconnectProgTcpconnectFentryTcpConnect    = "tcpconnect_fentry_tcp_connect"
-	tcpconnectProgTcpconnectKprobeStreamConnect = "tcpconnect_kprobe_stream_connect"
-	tcpconnectProgTcpconnectKprobeTcpConnect    = "tcpconnect_kprobe_tcp_connect"
-	tcpconnectProgTcpconnectSockops             = "tcpconnect_sockops"
-	tcpconnectProgTcpconnectState               = "tcpconnect_state"
-	tcpconnectVarCountMode                      = "count_mode"
-	tcpconnectVarFilterByCgroup                 = "filter_by_cgroup"
-	tcpconnectVarFilterByCgroupmap              = "filter_by_cgroupmap"
-	tcpconnectVarFilterByMntnsmap               = "filter_by_mntnsmap"
-	tcpconnectVarFilterByPort                   = "filter_by_port"
-	tcpconnectVarFilterByUid                    = "filter_by_uid"
-	tcpconnectVarFilterFamily                   = "filter_family"
-	tcpconnectVarFilterNetns                    = "filter_netns"
-	tcpconnectVarFilterPid                      = "filter_pid"
-	tcpconnectVarFilterUid                      = "filter_uid"
-	tcpconnectVarLastWakeupNs                   = "last_wakeup_ns"
-	tcpconnectVarLatencyBoundsNs                = "latency_bounds_ns"
-	tcpconnectVarMetricsInKernel                = "metrics_in_kernel"
-	tcpconnectVarMinLatencyNs                   = "min_latency_ns"
-	tcpconnectVarOnlyFailed                     = "only_failed"
-	tcpconnectVarTrackOutcomes                  = "track_outcomes"
-	tcpconnectVarUnusedCountKey                 = "unused_count_key"
-	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
-	tcpconnectVarUnusedEvent                    = "unused_event"
-	tcpconnectVarUnusedOutcomeKey               = "unused_outcome_key"
-	tcpconnectVarWakeupGapNs                    = "wakeup_gap_ns"
+	tcpconnectMapAttempts                          = "attempts"
+	tcpconnectMapCalls                             = "calls"
+	tcpconnectMapCgroupFilter                      = "cgroup_filter"
+	tcpconnectMapCgroupmap                         = "cgroupmap"
+	tcpconnectMapCounts                            = "counts"
+	tcpconnectMapEvents                            = "events"
+	tcpconnectMapLatencyHist                       = "latency_hist"
+	tcpconnectMapMetricsPorts                      = "metrics_ports"
+	tcpconnectMapMntnsmap                          = "mntnsmap"
+	tcpconnectMapOutcomeCounts                     = "outcome_counts"
+	tcpconnectMapPorts                             = "ports"
+	tcpconnectMapStats                             = "stats"
+	tcpconnectProgTcpconnectConnect4               = "tcpconnect_connect4"
+	tcpconnectProgTcpconnectConnect6               = "tcpconnect_connect6"
+	tcpconnectProgTcpconnectConnectEnter           = "tcpconnect_connect_enter"
+	tcpconnectProgTcpconnectConnectExit            = "tcpconnect_connect_exit"
+	tcpconnectProgTcpconnectDns                    = "tcpconnect_dns"
+	tcpconnectProgTcpconnectFentryStreamConnect    = "tcpconnect_fentry_stream_connect"
+	tcpconnectProgTcpconnectFentryTcpConnect       = "tcpconnect_fentry_tcp_connect"
+	tcpconnectProgTcpconnectFexitStreamConnect     = "tcpconnect_fexit_stream_connect"
+	tcpconnectProgTcpconnectKprobeStreamConnect    = "tcpconnect_kprobe_stream_connect"
+	tcpconnectProgTcpconnectKprobeTcpConnect       = "tcpconnect_kprobe_tcp_connect"
+	tcpconnectProgTcpconnectKretprobeStreamConnect = "tcpconnect_kretprobe_stream_connect"
+	tcpconnectProgTcpconnectSockops                = "tcpconnect_sockops"
+	tcpconnectProgTcpconnectState                  = "tcpconnect_state"
+	tcpconnectVarCountMode                         = "count_mode"
+	tcpconnectVarExitHooked                        = "exit_hooked"
+	tcpconnectVarFilterByCgroup                    = "filter_by_cgroup"
+	tcpconnectVarFilterByCgroupmap                 = "filter_by_cgroupmap"
+	tcpconnectVarFilterByMntnsmap                  = "filter_by_mntnsmap"
+	tcpconnectVarFilterByPort                      = "filter_by_port"
+	tcpconnectVarFilterByUid                       = "filter_by_uid"
+	tcpconnectVarFilterFamily                      = "filter_family"
+	tcpconnectVarFilterNetns                       = "filter_netns"
+	tcpconnectVarFilterPid                         = "filter_pid"
+	tcpconnectVarFilterUid                         = "filter_uid"
+	tcpconnectVarHaveGetRetval                     = "have_get_retval"
+	tcpconnectVarLastWakeupNs                      = "last_wakeup_ns"
+	tcpconnectVarLatencyBoundsNs                   = "latency_bounds_ns"
+	tcpconnectVarMetricsInKernel                   = "metrics_in_kernel"
+	tcpconnectVarMinLatencyNs                      = "min_latency_ns"
+	tcpconnectVarOnlyFailed                        = "only_failed"
+	tcpconnectVarTrackOutcomes                     = "track_outcomes"
+	tcpconnectVarUnusedCountKey                    = "unused_count_key"
+	tcpconnectVarUnusedDnsRecord                   = "unused_dns_record"
+	tcpconnectVarUnusedEvent                       = "unused_event"
+	tcpconnectVarUnusedOutcomeKey                  = "unused_outcome_key"
+	tcpconnectVarWakeupGapNs                       = "wakeup_gap_ns"
 )
 
 // loadTcpconnect returns the embedded CollectionSpec for tcpconnect.
@@ -167,17 +171,19 @@ type tcpconnectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectProgramSpecs struct {
-	TcpconnectConnect4            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect4"`
-	TcpconnectConnect6            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect6"`
-	TcpconnectConnectEnter        *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
-	TcpconnectConnectExit         *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
-	TcpconnectDns                 *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
-	TcpconnectFentryStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
-	TcpconnectFentryTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
-	TcpconnectKprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
-	TcpconnectKprobeTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
-	TcpconnectSockops             *ebpf.ProgramSpec `ebpf:"tcpconnect_sockops"`
-	TcpconnectState               *ebpf.ProgramSpec `ebpf:"tcpconnect_state"`
+	TcpconnectConnect4               *ebpf.ProgramSpec `ebpf:"tcpconnect_connect4"`
+	TcpconnectConnect6               *ebpf.ProgramSpec `ebpf:"tcpconnect_connect6"`
+	TcpconnectConnectEnter           *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
+	TcpconnectConnectExit            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
+	TcpconnectDns                    *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
+	TcpconnectFentryStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
+	TcpconnectFentryTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectFexitStreamConnect     *ebpf.ProgramSpec `ebpf:"tcpconnect_fexit_stream_connect"`
+	TcpconnectKprobeStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
+	TcpconnectKprobeTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
+	TcpconnectKretprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kretprobe_stream_connect"`
+	TcpconnectSockops                *ebpf.ProgramSpec `ebpf:"tcpconnect_sockops"`
+	TcpconnectState                  *ebpf.ProgramSpec `ebpf:"tcpconnect_state"`
 }
 
 // tcpconnectMapSpecs contains maps before they are loaded into the kernel.
@@ -203,6 +209,7 @@ type tcpconnectMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectVariableSpecs struct {
 	CountMode         *ebpf.VariableSpec `ebpf:"count_mode"`
+	ExitHooked        *ebpf.VariableSpec `ebpf:"exit_hooked"`
 	FilterByCgroup    *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.VariableSpec `ebpf:"filter_by_cgroupmap"`
 	FilterByMntnsmap  *ebpf.VariableSpec `ebpf:"filter_by_mntnsmap"`
@@ -212,6 +219,7 @@ type tcpconnectVariableSpecs struct {
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterUid         *ebpf.VariableSpec `ebpf:"filter_uid"`
+	HaveGetRetval     *ebpf.VariableSpec `ebpf:"have_get_retval"`
 	LastWakeupNs      *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	LatencyBoundsNs   *ebpf.VariableSpec `ebpf:"latency_bounds_ns"`
 	MetricsInKernel   *ebpf.VariableSpec `ebpf:"metrics_in_kernel"`
@@ -281,6 +289,7 @@ func (m *tcpconnectMaps) Close() error {
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectVariables struct {
 	CountMode         *ebpf.Variable `ebpf:"count_mode"`
+	ExitHooked        *ebpf.Variable `ebpf:"exit_hooked"`
 	FilterByCgroup    *ebpf.Variable `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.Variable `ebpf:"filter_by_cgroupmap"`
 	FilterByMntnsmap  *ebpf.Variable `ebpf:"filter_by_mntnsmap"`
@@ -290,6 +299,7 @@ type tcpconnectVariables struct {
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
 	FilterUid         *ebpf.Variable `ebpf:"filter_uid"`
+	HaveGetRetval     *ebpf.Variable `ebpf:"have_get_retval"`
 	LastWakeupNs      *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	LatencyBoundsNs   *ebpf.Variable `ebpf:"latency_bounds_ns"`
 	MetricsInKernel   *ebpf.Variable `ebpf:"metrics_in_kernel"`
@@ -307,17 +317,19 @@ type tcpconnectVariables struct {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectPrograms struct {
-	TcpconnectConnect4            *ebpf.Program `ebpf:"tcpconnect_connect4"`
-	TcpconnectConnect6            *ebpf.Program `ebpf:"tcpconnect_connect6"`
-	TcpconnectConnectEnter        *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
-	TcpconnectConnectExit         *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
-	TcpconnectDns                 *ebpf.Program `ebpf:"tcpconnect_dns"`
-	TcpconnectFentryStreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
-	TcpconnectFentryTcpConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
-	TcpconnectKprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
-	TcpconnectKprobeTcpConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
-	TcpconnectSockops             *ebpf.Program `ebpf:"tcpconnect_sockops"`
-	TcpconnectState               *ebpf.Program `ebpf:"tcpconnect_state"`
+	TcpconnectConnect4               *ebpf.Program `ebpf:"tcpconnect_connect4"`
+	TcpconnectConnect6               *ebpf.Program `ebpf:"tcpconnect_connect6"`
+	TcpconnectConnectEnter           *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
+	TcpconnectConnectExit            *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
+	TcpconnectDns                    *ebpf.Program `ebpf:"tcpconnect_dns"`
+	TcpconnectFentryStreamConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
+	TcpconnectFentryTcpConnect       *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectFexitStreamConnect     *ebpf.Program `ebpf:"tcpconnect_fexit_stream_connect"`
+	TcpconnectKprobeStreamConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
+	TcpconnectKprobeTcpConnect       *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
+	TcpconnectKretprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kretprobe_stream_connect"`
+	TcpconnectSockops                *ebpf.Program `ebpf:"tcpconnect_sockops"`
+	TcpconnectState                  *ebpf.Program `ebpf:"tcpconnect_state"`
 }
 
 func (p *tcpconnectPrograms) Close() error {
@@ -329,8 +341,10 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectDns,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
+		p.TcpconnectFexitStreamConnect,
 		p.TcpconnectKprobeStreamConnect,
 		p.TcpconnectKprobeTcpConnect,
+		p.TcpconnectKretprobeStreamConnect,
 		p.TcpconnectSockops,
 		p.TcpconnectState,
 	)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"golang.org/x/sys/unix"
@@ -52,6 +54,17 @@ type Config struct {
 	KernelMetrics bool
 	MetricsPorts  []uint16
 	LatencyBounds []time.Duration
+
+	// SyncErrors makes the sockops backend report every connect() that
+	// fails before its SYN, with its errno (no route, prohibit route,
+	// denial by a cgroup program that runs after ours), by attaching
+	// syscalls:sys_{enter,exit}_connect. That slows every syscall of every
+	// process on the host (measured: see the README), so it is off by
+	// default; without it sockops reports only the failures its own hooks
+	// see (no free port, denial by a cgroup program of a descendant
+	// cgroup). fentry and kprobe see connect() return and need nothing
+	// more: there it changes nothing.
+	SyncErrors bool
 
 	// BufferSize is the ring buffer's size in bytes: a power of two, a
 	// multiple of the page size. 0: 4 MiB.
@@ -143,7 +156,7 @@ func Open(cfg Config) (*Tracer, error) {
 	var failures []error
 	err = inPrivateMounts(logf, cfg.CgroupPath, func(cgroupPath string) error {
 		for _, b := range order {
-			objs, err = load(spec, b, cgroupPath, opts)
+			objs, err = load(spec, b, cgroupPath, cfg.SyncErrors, opts)
 			if err == nil {
 				chosen = b
 				break
@@ -163,6 +176,9 @@ func Open(cfg Config) (*Tracer, error) {
 			return explain(fmt.Errorf("no backend works on this kernel: %w", errors.Join(failures...)))
 		}
 		logf("backend %s attached", chosen)
+		if chosen == BackendSockops && !cfg.SyncErrors {
+			logf("sockops: a connect() that fails before any SYN for lack of a route, or denied by a cgroup program that runs after ours, is not reported (--sync-errors reports it, at a cost to every syscall)")
+		}
 		if cfg.DNS != nil {
 			if err := objs.attachDNS(spec, cgroupPath); err != nil {
 				objs.Close()
@@ -239,6 +255,9 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		"min_latency_ns":      uint64(cfg.MinLatency),
 		"wakeup_gap_ns":       uint64(cfg.WakeupGap),
 		"metrics_in_kernel":   cfg.KernelMetrics && cfg.Outcomes && !cfg.Count,
+		// A kernel without it (before 5.18) still loads the program: the
+		// branch that calls it is dead code to the verifier.
+		"have_get_retval": features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnGetRetval) == nil,
 	}
 	if len(cfg.LatencyBounds) > latencyBuckets {
 		return fmt.Errorf("at most %d latency buckets", latencyBuckets)
