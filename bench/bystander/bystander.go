@@ -25,12 +25,12 @@ import (
 
 // Sample is one measurement.
 type Sample struct {
-	GetppidNs float64 // median ns per getppid() over the run's batches
-	RRPerSec  float64 // round trips per second of the connection
+	GetppidNs float64 // ns per getppid() call (fastest batches)
+	RRPerSec  float64 // round trips per second of the connection (fastest batches)
 }
 
 // Conn is one established loopback TCP connection whose server echoes
-// every byte. It is made once, before any tracer runs, so that measuring
+// every byte, both ends on one CPU. It is made once, before any tracer runs, so that measuring
 // never connects.
 type Conn struct {
 	client, server int
@@ -84,6 +84,7 @@ func (c *Conn) echo() {
 	defer c.wg.Done()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	pinOneCPU()
 	b := make([]byte, 1)
 	for {
 		n, err := unix.Read(c.server, b)
@@ -111,42 +112,52 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// RoundTrips sends one byte and waits for the answer, for d, and returns
-// the round trips per second.
+// Timed batches: small enough that many fit in a sample, large enough
+// that reading the clock costs nothing next to them.
+const (
+	getppidBatch = 2000
+	rrBatch      = 200
+)
+
+// Both measures are taken in many short batches and summarized by a fast
+// percentile: what another process, an interrupt or (in a QEMU guest) the
+// host's scheduler adds to a batch only ever slows it, so the fastest
+// batches show the cost of the path itself, which is what a tracer
+// changes (a syscall tracepoint adds to every call, not to some).
+const (
+	fastPercentile = 0.10
+)
+
+// RoundTrips sends one byte and waits for the answer, in batches, for d,
+// and returns the round trips per second of the fastest batches.
 func (c *Conn) RoundTrips(d time.Duration) (float64, error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// The thread stays pinned: it is not returned to Go's pool.
+	pinOneCPU()
 	b := []byte{'x'}
-	n := 0
-	start := time.Now()
-	deadline := start.Add(d)
-	for {
-		// Check the clock every 64 round trips: a vDSO call, but no need
-		// to pay it each time.
-		if n%64 == 0 && time.Now().After(deadline) {
-			break
+	var per []float64 // ns per round trip, per batch
+	end := time.Now().Add(d)
+	for time.Now().Before(end) || len(per) < 5 {
+		t0 := time.Now()
+		for range rrBatch {
+			if _, err := unix.Write(c.client, b); err != nil {
+				return 0, fmt.Errorf("write: %w", err)
+			}
+			m, err := unix.Read(c.client, b)
+			if err != nil {
+				return 0, fmt.Errorf("read: %w", err)
+			}
+			if m != 1 {
+				return 0, errors.New("read: connection closed")
+			}
 		}
-		if _, err := unix.Write(c.client, b); err != nil {
-			return 0, fmt.Errorf("write: %w", err)
-		}
-		m, err := unix.Read(c.client, b)
-		if err != nil {
-			return 0, fmt.Errorf("read: %w", err)
-		}
-		if m != 1 {
-			return 0, errors.New("read: connection closed")
-		}
-		n++
+		per = append(per, float64(time.Since(t0).Nanoseconds())/rrBatch)
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return 1e9 / fast(per), nil
 }
 
-// getppidBatch is how many calls one timed batch makes.
-const getppidBatch = 20000
-
-// Getppid calls getppid() in batches for d and returns the median ns per
-// call over the batches (a batch that a preemption hit does not move the
-// median).
+// Getppid calls getppid() in batches for d and returns the ns per call
+// of the fastest batches.
 func Getppid(d time.Duration) float64 {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -159,8 +170,23 @@ func Getppid(d time.Duration) float64 {
 		}
 		per = append(per, float64(time.Since(t0).Nanoseconds())/getppidBatch)
 	}
+	return fast(per)
+}
+
+// pinOneCPU keeps the calling thread on the last CPU. Both ends of the
+// connection run there, so a round trip is two wakeups on one CPU: cross-
+// CPU wakeups (IPIs) would add a variance, large in a VM and worse under
+// QEMU's TCG, that has nothing to do with the tracer.
+func pinOneCPU() {
+	var set unix.CPUSet
+	set.Set(runtime.NumCPU() - 1)
+	_ = unix.SchedSetaffinity(0, &set)
+}
+
+// fast returns the fastPercentile of per-batch times.
+func fast(per []float64) float64 {
 	slices.Sort(per)
-	return per[len(per)/2]
+	return per[int(float64(len(per)-1)*fastPercentile)]
 }
 
 // Measure takes one sample: getppid() for d, then round trips for 2d.
