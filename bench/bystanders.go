@@ -4,10 +4,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tcpconnect/tcpconnect/bench/bystander"
@@ -22,6 +25,39 @@ type BystanderRun struct {
 	GetppidNs float64 `json:"getppid_ns"`
 	RRPerSec  float64 `json:"rr_per_s"`
 	QEMU      bool    `json:"qemu_busy"`
+	// Foreign lists syscall tracepoints that another process (not the
+	// tracer measured) had attached during the run: they put every task
+	// on the slow syscall path, untraced runs included, and hide the cost.
+	Foreign []string `json:"foreign_syscall_tracepoints,omitempty"`
+}
+
+// foreignSyscallTracepoints lists the BPF programs on syscall tracepoints
+// of processes other than exclude, as "PID COMM TRACEPOINT", from bpftool
+// (which asks the kernel about every perf event of every process).
+func foreignSyscallTracepoints(exclude int) ([]string, error) {
+	out, err := exec.Command("bpftool", "-j", "perf", "list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("bpftool perf list: %w", err)
+	}
+	var evs []struct {
+		PID        int    `json:"pid"`
+		Type       string `json:"fd_type"`
+		Tracepoint string `json:"tracepoint"`
+	}
+	if err := json.Unmarshal(out, &evs); err != nil {
+		return nil, fmt.Errorf("bpftool perf list: %w", err)
+	}
+	var found []string
+	for _, e := range evs {
+		if e.PID == exclude || (e.Type != "tracepoint" && e.Type != "raw_tracepoint") {
+			continue
+		}
+		if strings.HasPrefix(e.Tracepoint, "sys_enter") || strings.HasPrefix(e.Tracepoint, "sys_exit") {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", e.PID))
+			found = append(found, fmt.Sprintf("%d %s %s", e.PID, strings.TrimSpace(string(comm)), e.Tracepoint))
+		}
+	}
+	return found, nil
 }
 
 // BystanderRow summarizes one tracer over the rounds. Ratios are "what the
@@ -77,19 +113,31 @@ func (b *bench) measureBystanders(ctx context.Context) ([]BystanderRow, []Bystan
 		untraced []BystanderRun
 		traced   = map[string][]BystanderRun{}
 	)
-	sample := func(round int, name string) (BystanderRun, error) {
+	sample := func(round int, name string, tracerPID int) (BystanderRun, error) {
 		qw := startQEMUWatch()
+		f0, err := foreignSyscallTracepoints(tracerPID)
+		if err != nil {
+			return BystanderRun{}, err
+		}
 		s, err := conn.Measure(d)
+		if err != nil {
+			return BystanderRun{}, err
+		}
+		f1, err := foreignSyscallTracepoints(tracerPID)
 		if err != nil {
 			return BystanderRun{}, err
 		}
 		r := BystanderRun{Round: round, Config: name, GetppidNs: s.GetppidNs, RRPerSec: s.RRPerSec}
 		r.QEMU, _ = qw.busy()
+		r.Foreign = append(f0, f1...)
+		if len(r.Foreign) > 0 {
+			b.logf("bystanders: another process hooks a syscall tracepoint (%s): this run's baseline is the slow path", strings.Join(r.Foreign, ", "))
+		}
 		runs = append(runs, r)
 		return r, nil
 	}
 	for r := 0; r <= b.o.rounds; r++ {
-		u, err := sample(r, "untraced")
+		u, err := sample(r, "untraced", 0)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -114,7 +162,7 @@ func (b *bench) measureBystanders(ctx context.Context) ([]BystanderRow, []Bystan
 	return summarizeBystanders(configs, untraced, traced), runs, nil
 }
 
-func (b *bench) bystanderTraced(round int, c tracerConfig, sample func(int, string) (BystanderRun, error)) (BystanderRun, error) {
+func (b *bench) bystanderTraced(round int, c tracerConfig, sample func(int, string, int) (BystanderRun, error)) (BystanderRun, error) {
 	out, err := os.Create(filepath.Join(b.tmp, fmt.Sprintf("bystander-r%d-%s.out", round, c.Name)))
 	if err != nil {
 		return BystanderRun{}, fmt.Errorf("creating the tracer output file: %w", err)
@@ -127,7 +175,7 @@ func (b *bench) bystanderTraced(round int, c tracerConfig, sample func(int, stri
 	}
 	// The tracer's reader starts right after it says it is attached.
 	time.Sleep(100 * time.Millisecond)
-	t, err := sample(round, c.Name)
+	t, err := sample(round, c.Name, p.cmd.Process.Pid)
 	st, serr := p.stop(20 * time.Second)
 	if err != nil {
 		return t, err

@@ -284,6 +284,9 @@ func run(ctx context.Context, o *options) error {
 			if r.QEMU {
 				res.Machine.RunsWithQEMU++
 			}
+			if len(r.Foreign) > 0 {
+				res.Machine.BystanderRunsHooked++
+			}
 		}
 	}
 	if o.idleSamples > 0 {
