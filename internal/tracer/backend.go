@@ -88,11 +88,6 @@ type sockopsSyncObjects struct {
 	ConnectExit  *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
 }
 
-// kretprobeMaxActive is how many inet_stream_connect calls the kretprobe
-// follows at once. The kernel's default, max(10, 2 × CPUs), is soon
-// reached by blocking connects waiting for their handshake; a call past it
-// loses only its return (a failure before the SYN, or a soft error).
-const kretprobeMaxActive = 4096
 
 // loaded is one backend's programs and maps in the kernel, and its links.
 type loaded struct {
@@ -181,7 +176,13 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, s
 		if err := l.attach("kprobe/inet_stream_connect", lk, err); err != nil {
 			return err
 		}
-		lk, err = link.Kretprobe("inet_stream_connect", o.StreamConnectRet, &link.KprobeOptions{RetprobeMaxActive: kretprobeMaxActive})
+		// The kernel follows max(10, 2 × possible CPUs) calls at once; a
+		// blocking connect holds one until its handshake ends, and a call
+		// past that limit loses only its return value (a failure before
+		// the SYN). A larger RetprobeMaxActive would need a tracefs
+		// kprobe_events entry, which outlives a killed tool and must be
+		// removed through a tracefs of the private mount namespace.
+		lk, err = link.Kretprobe("inet_stream_connect", o.StreamConnectRet, nil)
 		if err := l.attach("kretprobe/inet_stream_connect", lk, err); err != nil {
 			return err
 		}
