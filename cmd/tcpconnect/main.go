@@ -251,7 +251,7 @@ func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, verbose bool, er
 func warnLost(ctx context.Context, t *tracer.Tracer, stderr io.Writer) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var seen tracer.Stats
+	var seen event.Stats
 	for {
 		select {
 		case <-ctx.Done():

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package event holds the Go-native form of one connect attempt, shared
-// by the tracer (which decodes it from the kernel) and the output formats
-// (which print it). It imports nothing of BPF.
+// Package event holds the Go-native forms of what the tracer reports: one
+// connect attempt (Event), the rows of -c (Count), and the counters the
+// kernel keeps (Stats, KernelMetrics). The tracer fills them from the
+// kernel; the output formats and the metrics read them. It imports
+// nothing of BPF.
 package event
 
 import (
@@ -64,11 +66,6 @@ func (r Result) String() string {
 		return resultNames[r]
 	}
 	return fmt.Sprintf("result(%d)", uint8(r))
-}
-
-// Failed reports whether the attempt is known to have failed.
-func (r Result) Failed() bool {
-	return r != ResultUnknown && r != ResultEstablished && r != ResultPending
 }
 
 // Kernel outcome codes (enum outcome in internal/tracer/bpf/tcpconnect.h).
@@ -180,4 +177,33 @@ type Count struct {
 	Saddr, Daddr netip.Addr
 	Dport        uint16
 	Connects     uint64
+}
+
+// Stats are the tracer's counters, kept by the kernel.
+type Stats struct {
+	LostEvents   uint64 // records dropped: ring buffer full
+	LostAttempts uint64 // attempts not remembered: too many pending
+	LostCounts   uint64 // attempts not counted: count map full
+	Wakeups      uint64 // reader wakeups forced by the programs
+	LostDNS      uint64 // DNS answers dropped: ring buffer full (-d)
+}
+
+// OutcomeCount is how many attempts ended one way, counted in the kernel.
+type OutcomeCount struct {
+	Family Family
+	Result Result
+	Dport  uint16 // 0 unless one of the ports counted on their own
+	Count  uint64
+}
+
+// KernelMetrics are the counts of ended attempts that the kernel keeps
+// instead of sending a record for each (--metrics-addr with --output
+// none).
+type KernelMetrics struct {
+	Outcomes []OutcomeCount
+	// Buckets[i] counts established attempts whose latency is at most
+	// the i-th bound of the histogram (and above the bound before); the
+	// last one, the others.
+	Buckets []uint64
+	Sum     time.Duration
 }

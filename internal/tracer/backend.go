@@ -21,9 +21,9 @@ const (
 	BackendSockops Backend = "sockops"
 )
 
-// Backends lists the backends in the order auto tries them: the most
+// autoOrder lists the backends in the order auto tries them: the most
 // direct hook first.
-var Backends = []Backend{BackendFentry, BackendKprobe, BackendSockops}
+var autoOrder = []Backend{BackendFentry, BackendKprobe, BackendSockops}
 
 // ParseBackend checks a --backend value.
 func ParseBackend(s string) (Backend, error) {
@@ -31,7 +31,7 @@ func ParseBackend(s string) (Backend, error) {
 	if b == BackendAuto {
 		return b, nil
 	}
-	for _, known := range Backends {
+	for _, known := range autoOrder {
 		if b == known {
 			return b, nil
 		}
@@ -41,23 +41,13 @@ func ParseBackend(s string) (Backend, error) {
 
 // Objects of each backend: LoadAndAssign loads only the programs named in
 // the struct, so a backend never loads (and the verifier never sees) the
-// programs of another.
+// programs of another. Every backend loads every map: the generated
+// tcpconnectMaps names them all.
 type sharedObjects struct {
 	State        *ebpf.Program `ebpf:"tcpconnect_state"`
 	ConnectEnter *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
 	ConnectExit  *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
-
-	Events   *ebpf.Map `ebpf:"events"`
-	Stats    *ebpf.Map `ebpf:"stats"`
-	Ports    *ebpf.Map `ebpf:"ports"`
-	Calls    *ebpf.Map `ebpf:"calls"`
-	Attempts *ebpf.Map `ebpf:"attempts"`
-	Counts   *ebpf.Map `ebpf:"counts"`
-
-	CgroupFilter  *ebpf.Map `ebpf:"cgroup_filter"`
-	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
-	LatencyHist   *ebpf.Map `ebpf:"latency_hist"`
-	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
+	tcpconnectMaps
 }
 
 type fentryObjects struct {
@@ -222,9 +212,7 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 
 func (l *loaded) closeShared() {
 	o := l.shared
-	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
-		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter,
-		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts)
+	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit, &o.tcpconnectMaps)
 }
 
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".

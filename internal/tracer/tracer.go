@@ -136,7 +136,7 @@ func Open(cfg Config) (*Tracer, error) {
 
 	order := []Backend{cfg.Backend}
 	if cfg.Backend == BackendAuto {
-		order = Backends
+		order = autoOrder
 	}
 	var objs *loaded
 	var chosen Backend
@@ -392,18 +392,9 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	}
 }
 
-// Stats are the kernel's counters.
-type Stats struct {
-	LostEvents   uint64 // records dropped: ring buffer full
-	LostAttempts uint64 // attempts not remembered: too many pending
-	LostCounts   uint64 // attempts not counted: count map full
-	Wakeups      uint64 // reader wakeups forced by the programs
-	LostDNS      uint64 // DNS answers dropped: ring buffer full (-d)
-}
-
 // Stats sums the per-CPU counters.
-func (t *Tracer) Stats() (Stats, error) {
-	var s Stats
+func (t *Tracer) Stats() (event.Stats, error) {
+	var s event.Stats
 	for i, dst := range []*uint64{&s.LostEvents, &s.LostAttempts, &s.LostCounts, &s.Wakeups, &s.LostDNS} {
 		var perCPU []uint64
 		if err := t.objs.shared.Stats.Lookup(uint32(i), &perCPU); err != nil {
@@ -512,28 +503,10 @@ func (t *Tracer) Attached() (progs, links []uint32) {
 // latencyBuckets is LATENCY_BUCKETS of bpf/tcpconnect.h.
 const latencyBuckets = 16
 
-// OutcomeCount is how many attempts ended one way (KernelMetrics).
-type OutcomeCount struct {
-	Family event.Family
-	Result event.Result
-	Dport  uint16 // 0 unless one of Config.MetricsPorts
-	Count  uint64
-}
-
-// KernelMetrics are the kernel's counts (Config.KernelMetrics).
-type KernelMetrics struct {
-	Outcomes []OutcomeCount
-	// Buckets[i] counts established attempts whose latency is at most
-	// LatencyBounds[i] (and above the bound before); the last one, the
-	// others.
-	Buckets []uint64
-	Sum     time.Duration
-}
-
 // Metrics reads the kernel's counts of ended attempts.
-func (t *Tracer) Metrics() (KernelMetrics, error) {
+func (t *Tracer) Metrics() (event.KernelMetrics, error) {
 	var (
-		m   KernelMetrics
+		m   event.KernelMetrics
 		key tcpconnectOutcomeKey
 		n   uint64
 	)
@@ -543,7 +516,7 @@ func (t *Tracer) Metrics() (KernelMetrics, error) {
 		if key.Family == afInet {
 			fam = event.FamilyIPv4
 		}
-		m.Outcomes = append(m.Outcomes, OutcomeCount{
+		m.Outcomes = append(m.Outcomes, event.OutcomeCount{
 			Family: fam,
 			Result: event.ResultOf(key.Outcome, unix.Errno(key.Err)),
 			Dport:  key.Dport,

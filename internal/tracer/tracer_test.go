@@ -123,7 +123,7 @@ func start(t testing.TB, cfg Config) *running {
 }
 
 // forEachBackend runs f once per backend this kernel supports. A backend
-// whose mechanism the kernel lacks (Probe fails with a do-nothing
+// whose mechanism the kernel lacks (probe fails with a do-nothing
 // program) is skipped loudly; one that the kernel has must work.
 //
 // TCPCONNECT_TEST_BACKEND=NAME (the multi-kernel runner sets it) runs f
@@ -140,16 +140,16 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
 		t.Run(forced, func(t *testing.T) {
 			if b == BackendAuto {
 				autoChoice(t) // checks the choice; the tests then run through auto
-			} else if err := Probe(b); err != nil {
+			} else if err := probe(b); err != nil {
 				t.Fatalf("forced backend %s cannot attach on this kernel: %v", b, err)
 			}
 			f(t, b)
 		})
 		return
 	}
-	for _, b := range Backends {
+	for _, b := range autoOrder {
 		t.Run(string(b), func(t *testing.T) {
-			if err := Probe(b); err != nil {
+			if err := probe(b); err != nil {
 				t.Skipf("SKIP: this kernel cannot attach backend %s at all: %v", b, err)
 			}
 			f(t, b)
@@ -178,8 +178,8 @@ func autoChoice(t *testing.T) Backend {
 func TestAutoPrefersFirstWorking(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	var want Backend
-	for _, b := range Backends {
-		if Probe(b) == nil {
+	for _, b := range autoOrder {
+		if probe(b) == nil {
 			want = b
 			break
 		}
