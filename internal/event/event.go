@@ -30,7 +30,7 @@ const (
 )
 
 // Result is how an attempt ended, in the vocabulary documented in the
-// README.
+// README. The tracer derives it from what the kernel saw and the errno.
 type Result uint8
 
 const (
@@ -66,44 +66,6 @@ func (r Result) String() string {
 		return resultNames[r]
 	}
 	return fmt.Sprintf("result(%d)", uint8(r))
-}
-
-// Kernel outcome codes (enum outcome in internal/tracer/bpf/tcpconnect.h).
-const (
-	OutcomeNone        = 0
-	OutcomeEstablished = 1
-	OutcomeFailed      = 2
-	OutcomeClosed      = 3
-	OutcomeSyncFailed  = 4
-)
-
-// ResultOf maps the kernel's outcome and errno to a Result.
-func ResultOf(outcome uint8, errno unix.Errno) Result {
-	switch outcome {
-	case OutcomeEstablished:
-		return ResultEstablished
-	case OutcomeClosed:
-		return ResultAborted
-	case OutcomeFailed, OutcomeSyncFailed:
-		switch errno {
-		case unix.ECONNREFUSED:
-			return ResultRefused
-		case unix.ETIMEDOUT:
-			return ResultTimeout
-		case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN:
-			return ResultUnreachable
-		case unix.ECONNRESET:
-			return ResultReset
-		case unix.ECONNABORTED:
-			return ResultAborted
-		case unix.EPERM, unix.EACCES:
-			return ResultDenied
-		case unix.EADDRNOTAVAIL:
-			return ResultNoPort
-		}
-		return ResultError
-	}
-	return ResultUnknown
 }
 
 // Event is one connect attempt, decoded. It holds no pointers into the

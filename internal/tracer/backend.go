@@ -199,8 +199,8 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 		DNS *ebpf.Program `ebpf:"tcpconnect_dns"`
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"events": l.shared.Events,
-		"stats":  l.shared.Stats,
+		tcpconnectMapEvents: l.shared.Events,
+		tcpconnectMapStats:  l.shared.Stats,
 	}}
 	if err := spec.LoadAndAssign(&o, opts); err != nil {
 		return fmt.Errorf("loading the DNS program: %w", err)

@@ -206,15 +206,21 @@ func Open(cfg Config) (*Tracer, error) {
 	return &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now()}, nil
 }
 
-// configure sets the filters and sizes in spec before load.
+// configure sets the filters and sizes in spec before load, through the
+// object's own variable specs: a variable that is missing or of another
+// size fails here, not in the kernel.
 func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 	if cfg.BufferSize <= 0 || cfg.BufferSize&(cfg.BufferSize-1) != 0 || cfg.BufferSize%os.Getpagesize() != 0 {
 		return fmt.Errorf("buffer size %d is not a power of two multiple of the page size (%d)", cfg.BufferSize, os.Getpagesize())
 	}
-	spec.Maps["events"].MaxEntries = uint32(cfg.BufferSize)
-	spec.Maps["attempts"].MaxEntries = uint32(cfg.MaxPending)
-	if len(cfg.Ports) > int(spec.Maps["ports"].MaxEntries) {
-		return fmt.Errorf("at most %d ports can be filtered", spec.Maps["ports"].MaxEntries)
+	var specs tcpconnectSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return fmt.Errorf("reading the BPF object: %w", err)
+	}
+	specs.Events.MaxEntries = uint32(cfg.BufferSize)
+	specs.Attempts.MaxEntries = uint32(cfg.MaxPending)
+	if len(cfg.Ports) > int(specs.Ports.MaxEntries) {
+		return fmt.Errorf("at most %d ports can be filtered", specs.Ports.MaxEntries)
 	}
 	family := uint16(0)
 	switch cfg.Family {
@@ -222,23 +228,6 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		family = afInet
 	case event.FamilyIPv6:
 		family = afInet6
-	}
-	vars := map[string]any{
-		"filter_pid":          cfg.PID,
-		"filter_uid":          uint32(max(cfg.UID, 0)),
-		"filter_by_uid":       cfg.UID >= 0,
-		"filter_family":       family,
-		"filter_by_port":      len(cfg.Ports) > 0,
-		"filter_netns":        cfg.Netns,
-		"filter_by_cgroup":    cfg.CgroupFilter,
-		"filter_by_cgroupmap": cfg.CgroupMap != "",
-		"filter_by_mntnsmap":  cfg.MntnsMap != "",
-		"track_outcomes":      cfg.Outcomes && !cfg.Count,
-		"count_mode":          cfg.Count,
-		"only_failed":         cfg.OnlyFailed,
-		"min_latency_ns":      uint64(cfg.MinLatency),
-		"wakeup_gap_ns":       uint64(cfg.WakeupGap),
-		"metrics_in_kernel":   cfg.KernelMetrics && cfg.Outcomes && !cfg.Count,
 	}
 	if len(cfg.LatencyBounds) > latencyBuckets {
 		return fmt.Errorf("at most %d latency buckets", latencyBuckets)
@@ -251,14 +240,30 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 			bounds[i] = uint64(cfg.LatencyBounds[i])
 		}
 	}
-	vars["latency_bounds_ns"] = bounds
-	for name, v := range vars {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("BPF object has no variable %s", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
+	v := &specs.tcpconnectVariableSpecs
+	for _, s := range []struct {
+		spec  *ebpf.VariableSpec
+		value any
+	}{
+		{v.FilterPid, cfg.PID},
+		{v.FilterUid, uint32(max(cfg.UID, 0))},
+		{v.FilterByUid, cfg.UID >= 0},
+		{v.FilterFamily, family},
+		{v.FilterByPort, len(cfg.Ports) > 0},
+		{v.FilterNetns, cfg.Netns},
+		{v.FilterByCgroup, cfg.CgroupFilter},
+		{v.FilterByCgroupmap, cfg.CgroupMap != ""},
+		{v.FilterByMntnsmap, cfg.MntnsMap != ""},
+		{v.TrackOutcomes, cfg.Outcomes && !cfg.Count},
+		{v.CountMode, cfg.Count},
+		{v.OnlyFailed, cfg.OnlyFailed},
+		{v.MinLatencyNs, uint64(cfg.MinLatency)},
+		{v.WakeupGapNs, uint64(cfg.WakeupGap)},
+		{v.MetricsInKernel, cfg.KernelMetrics && cfg.Outcomes && !cfg.Count},
+		{v.LatencyBoundsNs, bounds},
+	} {
+		if err := s.spec.Set(s.value); err != nil {
+			return fmt.Errorf("setting %s: %w", s.spec.Name, err)
 		}
 	}
 	return nil
@@ -269,7 +274,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 func pinnedFilters(spec *ebpf.CollectionSpec, cfg Config) ([]*ebpf.Map, *ebpf.CollectionOptions, error) {
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{}}
 	var pinned []*ebpf.Map
-	for name, path := range map[string]string{"cgroupmap": cfg.CgroupMap, "mntnsmap": cfg.MntnsMap} {
+	for name, path := range map[string]string{tcpconnectMapCgroupmap: cfg.CgroupMap, tcpconnectMapMntnsmap: cfg.MntnsMap} {
 		if path == "" {
 			continue
 		}
@@ -349,9 +354,16 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if len(rec.RawSample) == dnsRecordSize {
+			if len(rec.RawSample) == 0 {
+				return errors.New("empty record on the ring buffer")
+			}
+			if recordKind(rec.RawSample[0]) == recordDNS {
+				msg, tcp, derr := dnsMessage(rec.RawSample)
+				if derr != nil {
+					return derr
+				}
 				if t.cfg.DNS != nil {
-					t.cfg.DNS(dnsMessage(rec.RawSample))
+					t.cfg.DNS(msg, tcp)
 				}
 				continue
 			}
@@ -395,7 +407,13 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 // Stats sums the per-CPU counters.
 func (t *Tracer) Stats() (event.Stats, error) {
 	var s event.Stats
-	for i, dst := range []*uint64{&s.LostEvents, &s.LostAttempts, &s.LostCounts, &s.Wakeups, &s.LostDNS} {
+	for i, dst := range map[tcpconnectStatIndex]*uint64{
+		tcpconnectStatIndexSTAT_LOST_EVENTS:   &s.LostEvents,
+		tcpconnectStatIndexSTAT_LOST_ATTEMPTS: &s.LostAttempts,
+		tcpconnectStatIndexSTAT_LOST_COUNTS:   &s.LostCounts,
+		tcpconnectStatIndexSTAT_WAKEUPS:       &s.Wakeups,
+		tcpconnectStatIndexSTAT_LOST_DNS:      &s.LostDNS,
+	} {
 		var perCPU []uint64
 		if err := t.objs.shared.Stats.Lookup(uint32(i), &perCPU); err != nil {
 			return s, fmt.Errorf("reading stats: %w", err)
@@ -418,9 +436,8 @@ func (t *Tracer) Pending() ([]event.Event, error) {
 	now := t.clock.now()
 	it := t.objs.shared.Attempts.Iterate()
 	for it.Next(&key, &val) {
-		raw := rawEvent(&val)
 		var e event.Event
-		if err := decode(raw, t.clock, &e); err != nil {
+		if err := decodeEvent(&val, t.clock, &e); err != nil {
 			return out, err
 		}
 		e.Kind = event.KindPending
@@ -500,8 +517,12 @@ func (t *Tracer) Attached() (progs, links []uint32) {
 	return progs, links
 }
 
-// latencyBuckets is LATENCY_BUCKETS of bpf/tcpconnect.h.
-const latencyBuckets = 16
+// The slots of the latency histogram (enum latency_slot).
+const (
+	latencyBuckets = int(tcpconnectLatencySlotLATENCY_BUCKETS)
+	latencyInf     = int(tcpconnectLatencySlotLATENCY_INF)
+	latencySlots   = int(tcpconnectLatencySlotLATENCY_SLOTS)
+)
 
 // Metrics reads the kernel's counts of ended attempts.
 func (t *Tracer) Metrics() (event.KernelMetrics, error) {
@@ -518,7 +539,7 @@ func (t *Tracer) Metrics() (event.KernelMetrics, error) {
 		}
 		m.Outcomes = append(m.Outcomes, event.OutcomeCount{
 			Family: fam,
-			Result: event.ResultOf(key.Outcome, unix.Errno(key.Err)),
+			Result: resultOf(tcpconnectOutcome(key.Outcome), unix.Errno(key.Err)),
 			Dport:  key.Dport,
 			Count:  n,
 		})
@@ -527,7 +548,7 @@ func (t *Tracer) Metrics() (event.KernelMetrics, error) {
 		return m, fmt.Errorf("reading outcome counts: %w", err)
 	}
 	var perCPU []uint64
-	for i := range latencyBuckets + 2 {
+	for i := range latencySlots {
 		if err := t.objs.shared.LatencyHist.Lookup(uint32(i), &perCPU); err != nil {
 			return m, fmt.Errorf("reading the latency histogram: %w", err)
 		}
@@ -535,7 +556,7 @@ func (t *Tracer) Metrics() (event.KernelMetrics, error) {
 		for _, v := range perCPU {
 			sum += v
 		}
-		if i <= latencyBuckets {
+		if i <= latencyInf {
 			m.Buckets = append(m.Buckets, sum)
 		} else {
 			m.Sum = time.Duration(sum)
