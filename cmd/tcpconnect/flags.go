@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
 	"golang.org/x/sys/unix"
@@ -111,14 +112,14 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.Lookup("container").NoOptDefVal = containerColumnOnly
 	fs.BoolVarP(&o.extended, "extended", "x", false, "add PPID and CGROUP columns")
 	fs.BoolVarP(&o.dns, "dns", "d", false, "add a DNAME column: the host name the process resolved to DADDR (from DNS answers seen on this host)")
-	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", 10000, "most host names -d remembers")
+	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", dns.DefaultSize, "most host names -d remembers")
 	fs.StringVar(&o.cgroupPath, "cgroup", "", "only processes in this cgroup v2 `PATH` or below it")
 	fs.StringVar(&netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
 	fs.StringVar(&o.tracer.CgroupMap, "cgroupmap", "", "bcc: only cgroups whose ids are keys of this pinned BPF hash `MAP`")
 	fs.StringVar(&o.tracer.MntnsMap, "mntnsmap", "", "bcc: only mount namespaces whose inodes are keys of this pinned BPF hash `MAP`")
 	fs.StringVar(&backend, "backend", "auto", "how to hook the kernel: auto, fentry, kprobe or sockops")
-	fs.StringVar(&bufSize, "buffer-size", "4M", "ring buffer size in bytes (K and M suffixes; a power of two)")
-	fs.IntVar(&maxPending, "max-pending", 65536, "attempts awaiting an answer that -r can follow at once")
+	fs.StringVar(&bufSize, "buffer-size", formatSize(tracer.DefaultBufferSize), "ring buffer size in bytes (K and M suffixes; a power of two)")
+	fs.IntVar(&maxPending, "max-pending", tracer.DefaultMaxPending, "attempts awaiting an answer that -r can follow at once")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr which backend was chosen and why others were not")
 	fs.BoolVarP(&help, "help", "h", false, "show this help")
 
@@ -161,7 +162,6 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 
 func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize string, maxPending int, failed bool, minLatency float64) error {
 	c := &o.tracer
-	c.UID = -1
 	if pid != "" {
 		n, err := strconv.ParseUint(pid, 10, 32)
 		if err != nil || n == 0 {
@@ -174,7 +174,7 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 		if err != nil {
 			return usagef("invalid UID %q: want a number", uid)
 		}
-		c.UID = int64(n)
+		c.UIDFilter, c.UID = true, uint32(n)
 	}
 	if ports != "" {
 		for _, p := range strings.Split(ports, ",") {
@@ -254,6 +254,18 @@ func (o *options) fillContext(containerSet bool, netns string) error {
 		}
 	}
 	return nil
+}
+
+// formatSize writes a byte count as parseSize reads it, with the largest
+// suffix that divides it.
+func formatSize(n int) string {
+	switch {
+	case n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + "M"
+	case n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + "K"
+	}
+	return strconv.Itoa(n)
 }
 
 // parseSize reads a byte count with an optional K or M suffix.

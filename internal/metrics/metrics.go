@@ -29,6 +29,17 @@ import (
 	"github.com/tcpconnect/tcpconnect/internal/event"
 )
 
+// The series that count connects, whether Observe counts them or the
+// kernel does (kernelCollector): one name and help text each.
+const (
+	connectsName = "tcpconnect_connects_total"
+	connectsHelp = "TCP connect attempts that ended, by socket family and result (see the README's Results table). Attempts still waiting for an answer are not counted until they end."
+	byPortName   = "tcpconnect_connects_by_port_total"
+	byPortHelp   = "TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports."
+	latencyName  = "tcpconnect_handshake_latency_seconds"
+	latencyHelp  = "Time from the SYN to the established connection, for attempts that were established."
+)
+
 // Config says what to export.
 type Config struct {
 	// Backend and Version label tcpconnect_info.
@@ -101,8 +112,8 @@ func New(cfg Config) (*Metrics, error) {
 	r := prometheus.WrapRegistererWith(cfg.ConstLabels, m.reg)
 
 	connects := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tcpconnect_connects_total",
-		Help: "TCP connect attempts that ended, by socket family and result (see the README's Results table). Attempts still waiting for an answer are not counted until they end.",
+		Name: connectsName,
+		Help: connectsHelp,
 	}, []string{"family", "result"})
 	for fi, f := range families {
 		for r := event.ResultEstablished; int(r) < numResults; r++ {
@@ -110,8 +121,8 @@ func New(cfg Config) (*Metrics, error) {
 		}
 	}
 	byPort := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tcpconnect_connects_by_port_total",
-		Help: "TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports.",
+		Name: byPortName,
+		Help: byPortHelp,
 	}, []string{"dport"})
 	if len(cfg.Ports) > 0 {
 		m.byPort = make(map[uint16]prometheus.Counter, len(cfg.Ports))
@@ -120,8 +131,8 @@ func New(cfg Config) (*Metrics, error) {
 		}
 	}
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "tcpconnect_handshake_latency_seconds",
-		Help:    "Time from the SYN to the established connection, for attempts that were established.",
+		Name:    latencyName,
+		Help:    latencyHelp,
 		Buckets: LatencyBuckets,
 	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -276,17 +287,11 @@ type kernelCollector struct {
 
 func newKernelCollector(read func() (event.KernelMetrics, error), ports []uint16) *kernelCollector {
 	return &kernelCollector{
-		read:  read,
-		ports: ports,
-		connects: prometheus.NewDesc("tcpconnect_connects_total",
-			"TCP connect attempts that ended, by socket family and result (see the README's Results table). Attempts still waiting for an answer are not counted until they end.",
-			[]string{"family", "result"}, nil),
-		byPort: prometheus.NewDesc("tcpconnect_connects_by_port_total",
-			"TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports.",
-			[]string{"dport"}, nil),
-		latency: prometheus.NewDesc("tcpconnect_handshake_latency_seconds",
-			"Time from the SYN to the established connection, for attempts that were established.",
-			nil, nil),
+		read:     read,
+		ports:    ports,
+		connects: prometheus.NewDesc(connectsName, connectsHelp, []string{"family", "result"}, nil),
+		byPort:   prometheus.NewDesc(byPortName, byPortHelp, []string{"dport"}, nil),
+		latency:  prometheus.NewDesc(latencyName, latencyHelp, nil, nil),
 	}
 }
 

@@ -103,13 +103,17 @@ type Table struct {
 
 // NewTable returns a table printer on w.
 func NewTable(w io.Writer, opts Options) *Table {
-	// 39 is the longest IPv6 address netip prints, so v6 addresses never
-	// shift the columns.
-	width := 39
-	if opts.IPv4Only {
-		width = 15
+	return &Table{base: newBase(w, opts), addrWidth: addrWidth(opts.IPv4Only)}
+}
+
+// addrWidth is the width of an address column: 39, the longest IPv6
+// address netip prints, so that v6 addresses never shift the columns; 15
+// (255.255.255.255) when only IPv4 is traced.
+func addrWidth(ipv4Only bool) int {
+	if ipv4Only {
+		return len("255.255.255.255")
 	}
-	return &Table{base: newBase(w, opts), addrWidth: width}
+	return len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
 }
 
 // col ends a row's column that started at from: padded to width, and
@@ -410,10 +414,7 @@ func sortCounts(counts []event.Count) {
 func WriteCounts(w io.Writer, counts []event.Count, asJSON, ipv4Only bool) error {
 	sortCounts(counts)
 	bw := bufio.NewWriter(w)
-	width := 39
-	if ipv4Only {
-		width = 15
-	}
+	width := addrWidth(ipv4Only)
 	var b []byte
 	if !asJSON {
 		b = append(b, "SADDR"...)

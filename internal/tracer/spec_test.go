@@ -63,7 +63,7 @@ func TestSpec(t *testing.T) {
 			checkTags(t, spec.Programs, spec.Maps, typ.Field(i))
 		}
 	}
-	if err := configure(spec, Config{BufferSize: DefaultBufferSize, MaxPending: 10, UID: -1}); err != nil {
+	if err := configure(spec, Config{BufferSize: DefaultBufferSize, MaxPending: 10}); err != nil {
 		t.Errorf("configure: %v", err)
 	}
 	if got := spec.Maps["events"].MaxEntries; got != DefaultBufferSize {

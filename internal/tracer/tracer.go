@@ -17,14 +17,17 @@ import (
 )
 
 // Config says what to trace and how. The zero value traces every attempt
-// with the auto backend.
+// with the auto backend: the zero value of every filter is "any", and of
+// every size its default.
 type Config struct {
 	Backend Backend
 	// Filters, applied in the kernel.
-	PID    uint32 // 0: any
-	UID    int64  // -1: any
-	Family event.Family
-	Ports  []uint16 // destination ports; empty: any
+	PID uint32 // 0: any
+	// UIDFilter keeps only the attempts of user UID.
+	UIDFilter bool
+	UID       uint32
+	Family    event.Family // FamilyAny: any
+	Ports     []uint16     // destination ports; empty: any
 	// Netns keeps attempts from tasks in this network namespace (inode).
 	Netns uint32
 	// CgroupFilter keeps attempts from tasks in one of Cgroups (cgroup v2
@@ -54,12 +57,13 @@ type Config struct {
 	LatencyBounds []time.Duration
 
 	// BufferSize is the ring buffer's size in bytes: a power of two, a
-	// multiple of the page size. 0: 4 MiB.
+	// multiple of the page size. 0: DefaultBufferSize.
 	BufferSize int
-	// MaxPending bounds the attempts remembered at once (Outcomes).
+	// MaxPending bounds the attempts remembered at once (Outcomes). 0:
+	// DefaultMaxPending.
 	MaxPending int
 	// WakeupGap is the least time between two reader wakeups that the
-	// kernel forces. 0: 10 ms.
+	// kernel forces. 0: DefaultWakeupGap.
 	WakeupGap time.Duration
 
 	// DNS, if set, receives each DNS message that arrives at a socket of
@@ -75,8 +79,15 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// DefaultBufferSize is the ring buffer size when Config.BufferSize is 0.
-const DefaultBufferSize = 4 << 20
+// Defaults of Config's sizes; the BPF object's own map sizes are
+// placeholders that Open always replaces.
+const (
+	DefaultBufferSize = 4 << 20
+	DefaultMaxPending = 65536
+	// Measured (bench/): 10 ms halves the wakeups and the tool's CPU of
+	// 5 ms, and an idle connect still shows at once.
+	DefaultWakeupGap = 10 * time.Millisecond
+)
 
 // Tracer is the loaded and attached BPF side.
 type Tracer struct {
@@ -98,12 +109,10 @@ func Open(cfg Config) (*Tracer, error) {
 		cfg.BufferSize = DefaultBufferSize
 	}
 	if cfg.MaxPending == 0 {
-		cfg.MaxPending = 65536
+		cfg.MaxPending = DefaultMaxPending
 	}
 	if cfg.WakeupGap == 0 {
-		// Measured (bench/): 10 ms halves the wakeups and the tool's CPU
-		// of 5 ms, and an idle connect still shows at once.
-		cfg.WakeupGap = 10 * time.Millisecond
+		cfg.WakeupGap = DefaultWakeupGap
 	}
 	if cfg.CgroupPath == "" {
 		cfg.CgroupPath = CgroupV2Mount()
@@ -246,8 +255,8 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		value any
 	}{
 		{v.FilterPid, cfg.PID},
-		{v.FilterUid, uint32(max(cfg.UID, 0))},
-		{v.FilterByUid, cfg.UID >= 0},
+		{v.FilterUid, cfg.UID},
+		{v.FilterByUid, cfg.UIDFilter},
 		{v.FilterFamily, family},
 		{v.FilterByPort, len(cfg.Ports) > 0},
 		{v.FilterNetns, cfg.Netns},

@@ -71,7 +71,7 @@ const volatile __u64 min_latency_ns = 0;
  * this; later records ride along and are read on the reader's short
  * fallback timer. Bounds wakeups under load (costly IPIs and irq_work in
  * a VM) while an isolated event still shows up at once. */
-const volatile __u64 wakeup_gap_ns = 5000000;
+const volatile __u64 wakeup_gap_ns = 0; /* tracer.Config.WakeupGap */
 
 /* Written without a lock: a lost race only costs one extra or one
  * missing forced wakeup, which the reader's timer covers. */
@@ -90,7 +90,9 @@ const enum latency_slot *unused_latency_slot __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20); /* overridden by --buffer-size */
+	/* A placeholder: user space sets the size before load
+	 * (tracer.Config.BufferSize, --buffer-size). */
+	__uint(max_entries, 4096);
 } events SEC(".maps");
 
 /* Counters that user space polls: lost records, lost attempts, wakeups. */
@@ -192,7 +194,9 @@ struct {
  * so entries do not leak; what is left at exit is printed as pending. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536); /* overridden by --max-pending */
+	/* A placeholder: user space sets the size before load
+	 * (tracer.Config.MaxPending, --max-pending). */
+	__uint(max_entries, 1);
 	__type(key, __u64);
 	__type(value, struct event);
 } attempts SEC(".maps");
