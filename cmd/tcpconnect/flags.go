@@ -106,7 +106,7 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVarP(&o.results, "result", "r", false, "print each attempt when it ends, with LAT(ms) and RESULT columns")
 	fs.BoolVar(&failed, "failed", false, "only failed attempts (implies -r)")
 	fs.Float64Var(&minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
-	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema in the README)")
+	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema: docs/json.md)")
 	addDaemonFlags(fs, &o.daemon)
 	fs.StringVar(&o.containerPrefix, "container", "", "add a CONTAINER column; --container=`ID-PREFIX` also keeps only containers whose id starts so")
 	fs.Lookup("container").NoOptDefVal = containerColumnOnly

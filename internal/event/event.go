@@ -29,8 +29,8 @@ const (
 	KindPending Kind = 3
 )
 
-// Result is how an attempt ended, in the vocabulary documented in the
-// README. The tracer derives it from what the kernel saw and the errno.
+// Result is how an attempt ended, in the vocabulary documented in
+// docs/results.md. The tracer derives it from what the kernel saw and the errno.
 type Result uint8
 
 const (

@@ -2,7 +2,9 @@
 
 // Package metrics turns connect outcomes into Prometheus metrics and
 // serves them, with a health check, for tcpconnect's daemon mode
-// (--metrics-addr).
+// (--metrics-addr): Serve starts the HTTP server for a tracer, reads the
+// tracer's counters at each scrape, and Stop ends both before the tracer
+// closes.
 //
 // Every series is created up front and its handle kept in an array or a
 // map indexed by what an event carries, so that Observe, called for each
@@ -33,7 +35,7 @@ import (
 // kernel does (kernelCollector): one name and help text each.
 const (
 	connectsName = "tcpconnect_connects_total"
-	connectsHelp = "TCP connect attempts that ended, by socket family and result (see the README's Results table). Attempts still waiting for an answer are not counted until they end."
+	connectsHelp = "TCP connect attempts that ended, by socket family and result (see docs/results.md). Attempts still waiting for an answer are not counted until they end."
 	byPortName   = "tcpconnect_connects_by_port_total"
 	byPortHelp   = "TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports."
 	latencyName  = "tcpconnect_handshake_latency_seconds"

@@ -308,7 +308,7 @@ func appendErrno(b []byte, errno unix.Errno) []byte {
 	return strconv.AppendInt(b, int64(errno), 10)
 }
 
-// JSON prints one object per line; keys are documented in the README.
+// JSON prints one object per line; keys are documented in docs/json.md.
 type JSON struct {
 	base
 }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Command vmtest runs a command of the project inside one of Debian's
-// kernels under QEMU and exits with that command's exit status. The
-// development machines run a kernel without kprobes and without fentry;
-// this is how the tracer's other attach paths get tested for real.
+// kernels under QEMU and exits with that command's exit status: a host
+// whose kernel has no kprobes and no fentry tests the tracer's other
+// attach paths for real this way.
 //
 //	cd tools && go run ./vmtest -kernel 6.1|6.12 [-cache DIR] [-file HOSTPATH[:GUESTPATH]]... \
 //	    [-env NAME=VALUE]... [-module NAME]... [-hostbin PROGRAM]... [-timeout 10m] [-v] \
