@@ -8,9 +8,14 @@
 // attempts made, and reports throughput, latency, CPU, memory, attach
 // time, idle latency and wakeups as a table, JSON and a chart.
 //
-//	go run ./bench            # full run (root; ~10 minutes), results in bench/out/
-//	go run ./bench -quick     # smoke run (~1 minute)
-//	go run ./bench -publish   # also write bench/results.{json,md} and bench/throughput.png
+//	cd bench
+//	go run .            # full run (root; ~10 minutes), results in bench/out/
+//	go run . -quick     # smoke run (~1 minute)
+//	go run . -publish   # also write bench/results.{json,md} and bench/throughput.png
+//
+// bench is a module of its own, so that the tool's go.mod does not list
+// what only the benchmark links (gonum/plot); it builds the tool from the
+// repository's root.
 package main
 
 import (

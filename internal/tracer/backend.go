@@ -21,9 +21,9 @@ const (
 	BackendSockops Backend = "sockops"
 )
 
-// Backends lists the backends in the order auto tries them: the most
+// autoOrder lists the backends in the order auto tries them: the most
 // direct hook first.
-var Backends = []Backend{BackendFentry, BackendKprobe, BackendSockops}
+var autoOrder = []Backend{BackendFentry, BackendKprobe, BackendSockops}
 
 // ParseBackend checks a --backend value.
 func ParseBackend(s string) (Backend, error) {
@@ -31,7 +31,7 @@ func ParseBackend(s string) (Backend, error) {
 	if b == BackendAuto {
 		return b, nil
 	}
-	for _, known := range Backends {
+	for _, known := range autoOrder {
 		if b == known {
 			return b, nil
 		}
@@ -41,21 +41,11 @@ func ParseBackend(s string) (Backend, error) {
 
 // Objects of each backend: LoadAndAssign loads only the programs named in
 // the struct, so a backend never loads (and the verifier never sees) the
-// programs of another.
+// programs of another. Every backend loads every map: the generated
+// tcpconnectMaps names them all.
 type sharedObjects struct {
 	State *ebpf.Program `ebpf:"tcpconnect_state"`
-
-	Events   *ebpf.Map `ebpf:"events"`
-	Stats    *ebpf.Map `ebpf:"stats"`
-	Ports    *ebpf.Map `ebpf:"ports"`
-	Calls    *ebpf.Map `ebpf:"calls"`
-	Attempts *ebpf.Map `ebpf:"attempts"`
-	Counts   *ebpf.Map `ebpf:"counts"`
-
-	CgroupFilter  *ebpf.Map `ebpf:"cgroup_filter"`
-	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
-	LatencyHist   *ebpf.Map `ebpf:"latency_hist"`
-	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
+	tcpconnectMaps
 }
 
 type fentryObjects struct {
@@ -251,8 +241,8 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 		DNS *ebpf.Program `ebpf:"tcpconnect_dns"`
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"events": l.shared.Events,
-		"stats":  l.shared.Stats,
+		tcpconnectMapEvents: l.shared.Events,
+		tcpconnectMapStats:  l.shared.Stats,
 	}}
 	if err := spec.LoadAndAssign(&o, opts); err != nil {
 		return fmt.Errorf("loading the DNS program: %w", err)
@@ -264,9 +254,7 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 
 func (l *loaded) closeShared() {
 	o := l.shared
-	l.closers = append(l.closers, o.State,
-		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter,
-		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts)
+	l.closers = append(l.closers, o.State, &o.tcpconnectMaps)
 }
 
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".

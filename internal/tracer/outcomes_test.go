@@ -638,7 +638,7 @@ func TestKernelMetrics(t *testing.T) {
 		for range m {
 			dial(t, closed)
 		}
-		var km KernelMetrics
+		var km event.KernelMetrics
 		deadline := time.Now().Add(2 * time.Second)
 		for {
 			var err error
@@ -654,11 +654,11 @@ func TestKernelMetrics(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		got := map[OutcomeCount]uint64{}
+		got := map[event.OutcomeCount]uint64{}
 		for _, o := range km.Outcomes {
-			got[OutcomeCount{Family: o.Family, Result: o.Result, Dport: o.Dport}] += o.Count
+			got[event.OutcomeCount{Family: o.Family, Result: o.Result, Dport: o.Dport}] += o.Count
 		}
-		want := map[OutcomeCount]uint64{
+		want := map[event.OutcomeCount]uint64{
 			{Family: event.FamilyIPv4, Result: event.ResultEstablished, Dport: open.Port()}: n,
 			{Family: event.FamilyIPv6, Result: event.ResultEstablished}:                     1,
 			{Family: event.FamilyIPv4, Result: event.ResultRefused}:                         m,

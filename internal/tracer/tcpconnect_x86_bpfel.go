@@ -36,15 +36,21 @@ type tcpconnectCountKey struct {
 }
 
 type tcpconnectDnsRecord struct {
-	_   structs.HostLayout
-	Len uint32
-	Tcp uint8
-	Pad [3]uint8
-	Msg [1024]uint8
+	_    structs.HostLayout
+	Kind uint8
+	Tcp  uint8
+	Pad  uint16
+	Len  uint32
+	Msg  [1024]uint8
 }
 
 type tcpconnectEvent struct {
 	_         structs.HostLayout
+	Kind      uint8
+	Outcome   uint8
+	Family    uint16
+	Sport     uint16
+	Dport     uint16
 	StartNs   uint64
 	LatencyNs uint64
 	CgroupId  uint64
@@ -58,13 +64,27 @@ type tcpconnectEvent struct {
 	PidNsPid  uint32
 	NetnsIno  uint32
 	MntnsIno  uint32
-	Sport     uint16
-	Dport     uint16
-	Family    uint16
-	Kind      uint8
-	Outcome   uint8
 	Comm      [16]int8
 }
+
+type tcpconnectLatencySlot uint32
+
+const (
+	tcpconnectLatencySlotLATENCY_BUCKETS tcpconnectLatencySlot = 16
+	tcpconnectLatencySlotLATENCY_INF     tcpconnectLatencySlot = 16
+	tcpconnectLatencySlotLATENCY_SUM     tcpconnectLatencySlot = 17
+	tcpconnectLatencySlotLATENCY_SLOTS   tcpconnectLatencySlot = 18
+)
+
+type tcpconnectOutcome uint32
+
+const (
+	tcpconnectOutcomeOUTCOME_NONE        tcpconnectOutcome = 0
+	tcpconnectOutcomeOUTCOME_ESTABLISHED tcpconnectOutcome = 1
+	tcpconnectOutcomeOUTCOME_FAILED      tcpconnectOutcome = 2
+	tcpconnectOutcomeOUTCOME_CLOSED      tcpconnectOutcome = 3
+	tcpconnectOutcomeOUTCOME_SYNC_FAILED tcpconnectOutcome = 4
+)
 
 type tcpconnectOutcomeKey struct {
 	_       structs.HostLayout
@@ -74,6 +94,25 @@ type tcpconnectOutcomeKey struct {
 	Outcome uint8
 	Pad     [3]uint8
 }
+
+type tcpconnectRecordKind uint32
+
+const (
+	tcpconnectRecordKindRECORD_ATTEMPT tcpconnectRecordKind = 1
+	tcpconnectRecordKindRECORD_OUTCOME tcpconnectRecordKind = 2
+	tcpconnectRecordKindRECORD_DNS     tcpconnectRecordKind = 3
+)
+
+type tcpconnectStatIndex uint32
+
+const (
+	tcpconnectStatIndexSTAT_LOST_EVENTS   tcpconnectStatIndex = 0
+	tcpconnectStatIndexSTAT_LOST_ATTEMPTS tcpconnectStatIndex = 1
+	tcpconnectStatIndexSTAT_LOST_COUNTS   tcpconnectStatIndex = 2
+	tcpconnectStatIndexSTAT_WAKEUPS       tcpconnectStatIndex = 3
+	tcpconnectStatIndexSTAT_LOST_DNS      tcpconnectStatIndex = 4
+	tcpconnectStatIndexSTAT_MAX           tcpconnectStatIndex = 5
+)
 
 // Names of all BPF objects in the ELF.
 //
@@ -125,7 +164,11 @@ const (
 	tcpconnectVarUnusedCountKey                    = "unused_count_key"
 	tcpconnectVarUnusedDnsRecord                   = "unused_dns_record"
 	tcpconnectVarUnusedEvent                       = "unused_event"
+	tcpconnectVarUnusedLatencySlot                 = "unused_latency_slot"
+	tcpconnectVarUnusedOutcome                     = "unused_outcome"
 	tcpconnectVarUnusedOutcomeKey                  = "unused_outcome_key"
+	tcpconnectVarUnusedRecordKind                  = "unused_record_kind"
+	tcpconnectVarUnusedStatIndex                   = "unused_stat_index"
 	tcpconnectVarWakeupGapNs                       = "wakeup_gap_ns"
 )
 
@@ -229,7 +272,11 @@ type tcpconnectVariableSpecs struct {
 	UnusedCountKey    *ebpf.VariableSpec `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedLatencySlot *ebpf.VariableSpec `ebpf:"unused_latency_slot"`
+	UnusedOutcome     *ebpf.VariableSpec `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
+	UnusedRecordKind  *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedStatIndex   *ebpf.VariableSpec `ebpf:"unused_stat_index"`
 	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
 
@@ -309,7 +356,11 @@ type tcpconnectVariables struct {
 	UnusedCountKey    *ebpf.Variable `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedLatencySlot *ebpf.Variable `ebpf:"unused_latency_slot"`
+	UnusedOutcome     *ebpf.Variable `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
+	UnusedRecordKind  *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedStatIndex   *ebpf.Variable `ebpf:"unused_stat_index"`
 	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }
 

@@ -86,21 +86,28 @@ const volatile __u64 min_latency_ns = 0;
  * this; later records ride along and are read on the reader's short
  * fallback timer. Bounds wakeups under load (costly IPIs and irq_work in
  * a VM) while an isolated event still shows up at once. */
-const volatile __u64 wakeup_gap_ns = 5000000;
+const volatile __u64 wakeup_gap_ns = 0; /* tracer.Config.WakeupGap */
 
 /* Written without a lock: a lost race only costs one extra or one
  * missing forced wakeup, which the reader's timer covers. */
 __u64 last_wakeup_ns = 0;
 
-/* Forces the event types into BTF for bpf2go -type. */
+/* Forces the types and enums of tcpconnect.h that no map or program
+ * names into BTF, for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
 const struct count_key *unused_count_key __attribute__((unused));
 const struct dns_record *unused_dns_record __attribute__((unused));
 const struct outcome_key *unused_outcome_key __attribute__((unused));
+const enum record_kind *unused_record_kind __attribute__((unused));
+const enum outcome *unused_outcome __attribute__((unused));
+const enum stat_index *unused_stat_index __attribute__((unused));
+const enum latency_slot *unused_latency_slot __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20); /* overridden by --buffer-size */
+	/* A placeholder: user space sets the size before load
+	 * (tracer.Config.BufferSize, --buffer-size). */
+	__uint(max_entries, 4096);
 } events SEC(".maps");
 
 /* Counters that user space polls: lost records, lost attempts, wakeups. */
@@ -131,7 +138,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LATENCY_SUM + 1);
+	__uint(max_entries, LATENCY_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } latency_hist SEC(".maps");
@@ -204,7 +211,9 @@ struct {
  * so entries do not leak; what is left at exit is printed as pending. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536); /* overridden by --max-pending */
+	/* A placeholder: user space sets the size before load
+	 * (tracer.Config.MaxPending, --max-pending). */
+	__uint(max_entries, 1);
 	__type(key, __u64);
 	__type(value, struct event);
 } attempts SEC(".maps");
@@ -225,6 +234,26 @@ static __always_inline void stat_inc(__u32 idx)
 }
 
 /* Filters known before the SYN: process, user, family, destination port. */
+/* Adds one to the counter at key, inserting it first if it is new (the
+ * shape of libbpf-tools' bpf_map_lookup_or_try_init). Returns false when
+ * the map is full. Another CPU may insert the same key between our
+ * lookup and our insert: BPF_NOEXIST then fails, and the second lookup
+ * finds its entry. */
+static __always_inline bool counter_inc(void *map, const void *key)
+{
+	__u64 zero = 0, *n;
+
+	n = bpf_map_lookup_elem(map, key);
+	if (!n) {
+		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(map, key);
+		if (!n)
+			return false;
+	}
+	__sync_fetch_and_add(n, 1);
+	return true;
+}
+
 static __always_inline bool wanted(__u32 pid, __u32 uid, __u16 family, __u16 dport)
 {
 	if (filter_pid && pid != filter_pid)
@@ -264,25 +293,13 @@ static __always_inline void emit(const struct event *e)
 static __always_inline void count(const struct event *e)
 {
 	struct count_key key = {};
-	__u64 one = 1, *n;
 
 	__builtin_memcpy(key.saddr, e->saddr, sizeof(key.saddr));
 	__builtin_memcpy(key.daddr, e->daddr, sizeof(key.daddr));
 	key.dport = e->dport;
 	key.family = e->family;
-	n = bpf_map_lookup_elem(&counts, &key);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-		return;
-	}
-	if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
-		/* Another CPU inserted it meanwhile, or the map is full. */
-		n = bpf_map_lookup_elem(&counts, &key);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
-			stat_inc(STAT_LOST_COUNTS);
-	}
+	if (!counter_inc(&counts, &key))
+		stat_inc(STAT_LOST_COUNTS);
 }
 
 #define MAX_CGROUP_DEPTH 16
@@ -394,7 +411,7 @@ static __always_inline void syn_sent(__u64 sk, struct event *e)
 		c->sk = sk;
 	}
 	e->start_ns = bpf_ktime_get_ns();
-	e->kind = EVENT_ATTEMPT;
+	e->kind = RECORD_ATTEMPT;
 	if (count_mode) {
 		count(e);
 		return;
@@ -411,23 +428,14 @@ static __always_inline void syn_sent(__u64 sk, struct event *e)
 static __always_inline void count_outcome(const struct event *e, __u8 outcome, __s32 err, __u64 lat)
 {
 	struct outcome_key key = {};
-	__u64 one = 1, *n;
 
 	key.err = err;
 	key.family = e->family;
 	key.outcome = outcome;
 	if (bpf_map_lookup_elem(&metrics_ports, &e->dport))
 		key.dport = e->dport;
-	n = bpf_map_lookup_elem(&outcome_counts, &key);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-	} else if (bpf_map_update_elem(&outcome_counts, &key, &one, BPF_NOEXIST)) {
-		n = bpf_map_lookup_elem(&outcome_counts, &key);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
-			stat_inc(STAT_LOST_COUNTS);
-	}
+	if (!counter_inc(&outcome_counts, &key))
+		stat_inc(STAT_LOST_COUNTS);
 
 	if (outcome == OUTCOME_ESTABLISHED) {
 		__u32 idx = LATENCY_INF, sum = LATENCY_SUM;
@@ -461,7 +469,7 @@ static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s3
 	if (report && metrics_in_kernel) {
 		count_outcome(a, outcome, err, lat);
 	} else if (report) {
-		a->kind = EVENT_OUTCOME;
+		a->kind = RECORD_OUTCOME;
 		a->outcome = outcome;
 		a->err = err;
 		a->latency_ns = lat;
@@ -486,7 +494,7 @@ static __always_inline void sync_failed(const struct call *c, int err)
 	fill_task(&e);
 	if (!task_wanted(&e))
 		return;
-	e.kind = EVENT_OUTCOME;
+	e.kind = RECORD_OUTCOME;
 	e.outcome = OUTCOME_SYNC_FAILED;
 	e.err = err;
 	if (count_mode)
@@ -943,6 +951,8 @@ int tcpconnect_dns(struct __sk_buff *skb)
 		stat_inc(STAT_LOST_DNS);
 		return 1;
 	}
+	rec->kind = RECORD_DNS;
+	rec->_pad = 0;
 	rec->tcp = tcp;
 	rec->len = len;
 	if (bpf_skb_load_bytes(skb, off, rec->msg, len)) {
