@@ -108,13 +108,17 @@ type Table struct {
 
 // NewTable returns a table printer on w.
 func NewTable(w io.Writer, opts Options) *Table {
-	// 39 is the longest IPv6 address netip prints, so v6 addresses never
-	// shift the columns.
-	width := 39
-	if opts.IPv4Only {
-		width = 15
+	return &Table{base: newBase(w, opts), addrWidth: addrWidth(opts.IPv4Only)}
+}
+
+// addrWidth is the width of an address column: 39, the longest IPv6
+// address netip prints, so that v6 addresses never shift the columns; 15
+// (255.255.255.255) when only IPv4 is traced.
+func addrWidth(ipv4Only bool) int {
+	if ipv4Only {
+		return len("255.255.255.255")
 	}
-	return &Table{base: newBase(w, opts), addrWidth: width}
+	return len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
 }
 
 // col ends a row's column that started at from: padded to width, and
@@ -223,7 +227,7 @@ func (t *Table) appendWhy(b []byte, e *event.Event) []byte {
 	case w.DropReason != "" || w.ICMP:
 		if w.DropReason != "" {
 			b = append(b, "drop:"...)
-			b = AppendEscaped(b, unsafeBytes(w.DropReason))
+			b = appendEscaped(b, unsafeBytes(w.DropReason))
 		}
 		if w.ICMP {
 			if w.DropReason != "" {
@@ -279,7 +283,7 @@ func (t *Table) Event(e *event.Event) error {
 		b = col(b, s, 8)
 	}
 	s = len(b)
-	b = AppendEscaped(b, e.CommBytes())
+	b = appendEscaped(b, e.CommBytes())
 	b = col(b, s, 17)
 	var cgPath, container string
 	if t.opts.Container || t.opts.Extended {
@@ -328,7 +332,7 @@ func (t *Table) Event(e *event.Event) error {
 	if t.opts.Names != nil {
 		s = len(b)
 		if name, ok := t.opts.Names.Lookup(e.Daddr); ok {
-			b = AppendEscaped(b, unsafeBytes(name))
+			b = appendEscaped(b, unsafeBytes(name))
 		} else {
 			b = append(b, '-')
 		}
@@ -350,7 +354,7 @@ func appendPath(b []byte, path string) []byte {
 	if path == "" {
 		return append(b, '-')
 	}
-	return AppendEscaped(b, unsafeBytes(path))
+	return appendEscaped(b, unsafeBytes(path))
 }
 
 // appendResult writes the RESULT word; "error" carries its errno name,
@@ -372,7 +376,7 @@ func appendErrno(b []byte, errno unix.Errno) []byte {
 	return strconv.AppendInt(b, int64(errno), 10)
 }
 
-// JSON prints one object per line; keys are documented in the README.
+// JSON prints one object per line; keys are documented in docs/json.md.
 type JSON struct {
 	base
 }
@@ -394,7 +398,7 @@ func (j *JSON) Event(e *event.Event) error {
 	b = append(b, `,"tid":`...)
 	b = strconv.AppendUint(b, uint64(e.TID), 10)
 	b = append(b, `,"comm":`...)
-	j.scratch = AppendEscaped(j.scratch[:0], e.CommBytes())
+	j.scratch = appendEscaped(j.scratch[:0], e.CommBytes())
 	b = appendJSONString(b, j.scratch)
 	b = append(b, `,"uid":`...)
 	b = strconv.AppendUint(b, uint64(e.UID), 10)
@@ -406,7 +410,7 @@ func (j *JSON) Event(e *event.Event) error {
 	b = strconv.AppendUint(b, e.CgroupID, 10)
 	cgPath, container := j.opts.lookupCgroup(e.CgroupID)
 	b = append(b, `,"cgroup_path":`...)
-	j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(cgPath))
+	j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(cgPath))
 	b = appendJSONString(b, j.scratch)
 	b = append(b, `,"container_id":"`...)
 	b = append(b, container...) // 64 hex digits or nothing
@@ -427,7 +431,7 @@ func (j *JSON) Event(e *event.Event) error {
 	if j.opts.Names != nil {
 		b = append(b, `,"daddr_name":`...)
 		if name, ok := j.opts.Names.Lookup(e.Daddr); ok {
-			j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(name))
+			j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(name))
 			b = appendJSONString(b, j.scratch)
 		} else {
 			b = append(b, "null"...)
@@ -474,7 +478,7 @@ func (j *JSON) appendWhy(b []byte, w *event.Why) []byte {
 	b = strconv.AppendUint(b, uint64(w.SynRetransmits), 10)
 	b = append(b, `,"drop_reason":`...)
 	if w.DropReason != "" {
-		j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(w.DropReason))
+		j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(w.DropReason))
 		b = appendJSONString(b, j.scratch)
 	} else {
 		b = append(b, "null"...)
@@ -493,9 +497,9 @@ func (j *JSON) appendWhy(b []byte, w *event.Why) []byte {
 	return b
 }
 
-// SortCounts orders counts as -c prints them: most connects first, then
+// sortCounts orders counts as -c prints them: most connects first, then
 // by addresses and port so that the order is stable.
-func SortCounts(counts []event.Count) {
+func sortCounts(counts []event.Count) {
 	slices.SortFunc(counts, func(a, b event.Count) int {
 		if c := cmp.Compare(b.Connects, a.Connects); c != 0 {
 			return c
@@ -512,12 +516,9 @@ func SortCounts(counts []event.Count) {
 
 // WriteCounts prints the counts of -c, sorted, as a table or JSON lines.
 func WriteCounts(w io.Writer, counts []event.Count, asJSON, ipv4Only bool) error {
-	SortCounts(counts)
+	sortCounts(counts)
 	bw := bufio.NewWriter(w)
-	width := 39
-	if ipv4Only {
-		width = 15
-	}
+	width := addrWidth(ipv4Only)
 	var b []byte
 	if !asJSON {
 		b = append(b, "SADDR"...)

@@ -3,46 +3,13 @@
 package tracer
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"golang.org/x/sys/unix"
-)
-
-// Offsets of struct event (bpf/tcpconnect.h); TestEventLayout checks them
-// against the generated type, which bpf2go takes from the object's BTF.
-const (
-	offStartNs   = 0
-	offLatencyNs = 8
-	offCgroupID  = 16
-	offSaddr     = 24
-	offDaddr     = 40
-	offPid       = 56
-	offTid       = 60
-	offUID       = 64
-	offErr       = 68
-	offPpid      = 72
-	offPidNsPid  = 76
-	offNetnsIno  = 80
-	offMntnsIno  = 84
-	offSport     = 88
-	offDport     = 90
-	offFamily    = 92
-	offKind      = 94
-	offOutcome   = 95
-	offComm      = 96
-	offNatDaddr  = 112
-	offIcmpFrom  = 128
-	offDropRsn   = 152
-	offNatDport  = 156
-	offSynSent   = 158
-	offIcmpType  = 160
-	offIcmpCode  = 161
-	offWhy       = 162
-	eventSize    = 168
 )
 
 const (
@@ -72,93 +39,149 @@ func (c clock) now() uint64 {
 	return uint64(ts.Nano())
 }
 
-// decode fills e from one ring-buffer record. It reads by offset so that
-// the hot path neither allocates nor reflects.
+// A record's first byte is its kind (enum record_kind); the rest follows
+// from it.
+type recordKind = tcpconnectRecordKind
+
+const (
+	recordAttempt = tcpconnectRecordKindRECORD_ATTEMPT
+	recordOutcome = tcpconnectRecordKindRECORD_OUTCOME
+	recordDNS     = tcpconnectRecordKindRECORD_DNS
+)
+
+// asEvent views a ring-buffer record as the generated struct event, in
+// place: the hot path neither copies, allocates nor reflects. Records are
+// 8-byte aligned in the ring buffer and in the buffer ringbuf copies them
+// to, as the struct needs.
+func asEvent(raw []byte) (*tcpconnectEvent, error) {
+	if len(raw) < int(unsafe.Sizeof(tcpconnectEvent{})) {
+		return nil, fmt.Errorf("short record: %d bytes, want %d", len(raw), unsafe.Sizeof(tcpconnectEvent{}))
+	}
+	return (*tcpconnectEvent)(unsafe.Pointer(unsafe.SliceData(raw))), nil
+}
+
+// decode fills e from one event record (RECORD_ATTEMPT or
+// RECORD_OUTCOME), with drop reasons as numbers.
 func decode(raw []byte, c clock, e *event.Event) error {
 	return decodeWith(raw, c, nil, e)
 }
 
 // decodeWith is decode with the kernel's drop reason names (nil: numbers).
 func decodeWith(raw []byte, c clock, reasons *dropReasons, e *event.Event) error {
-	if len(raw) < eventSize {
-		return fmt.Errorf("short record: %d bytes, want %d", len(raw), eventSize)
+	r, err := asEvent(raw)
+	if err != nil {
+		return err
 	}
-	le := binary.LittleEndian
-	e.Mono = le.Uint64(raw[offStartNs:])
+	return decodeEvent(r, c, reasons, e)
+}
+
+// decodeEvent fills e from a struct event: a record, or an entry of the
+// attempts map.
+func decodeEvent(r *tcpconnectEvent, c clock, reasons *dropReasons, e *event.Event) error {
+	switch recordKind(r.Kind) {
+	case recordAttempt:
+		e.Kind = event.KindAttempt
+	case recordOutcome:
+		e.Kind = event.KindOutcome
+	default:
+		return fmt.Errorf("event record of unknown kind %d", r.Kind)
+	}
+	e.Mono = r.StartNs
 	e.Time = c.at(e.Mono)
-	e.Latency = time.Duration(le.Uint64(raw[offLatencyNs:]))
-	e.PID = le.Uint32(raw[offPid:])
-	e.TID = le.Uint32(raw[offTid:])
-	e.UID = le.Uint32(raw[offUID:])
-	e.PPID = le.Uint32(raw[offPpid:])
-	e.PIDNsPID = le.Uint32(raw[offPidNsPid:])
-	e.CgroupID = le.Uint64(raw[offCgroupID:])
-	e.NetnsIno = le.Uint32(raw[offNetnsIno:])
-	e.MntnsIno = le.Uint32(raw[offMntnsIno:])
-	e.Errno = unix.Errno(int32(le.Uint32(raw[offErr:])))
-	e.Sport = le.Uint16(raw[offSport:])
-	e.Dport = le.Uint16(raw[offDport:])
-	switch le.Uint16(raw[offFamily:]) {
+	e.Latency = time.Duration(r.LatencyNs)
+	e.PID = r.Pid
+	e.TID = r.Tid
+	e.UID = r.Uid
+	e.PPID = r.Ppid
+	e.PIDNsPID = r.PidNsPid
+	e.CgroupID = r.CgroupId
+	e.NetnsIno = r.NetnsIno
+	e.MntnsIno = r.MntnsIno
+	e.Errno = unix.Errno(r.Err)
+	e.Sport = r.Sport
+	e.Dport = r.Dport
+	switch r.Family {
 	case afInet:
 		e.Family = event.FamilyIPv4
-		e.Saddr = netip.AddrFrom4([4]byte(raw[offSaddr : offSaddr+4]))
-		e.Daddr = netip.AddrFrom4([4]byte(raw[offDaddr : offDaddr+4]))
+		e.Saddr = netip.AddrFrom4([4]byte(r.Saddr[:4]))
+		e.Daddr = netip.AddrFrom4([4]byte(r.Daddr[:4]))
 	case afInet6:
 		e.Family = event.FamilyIPv6
-		e.Saddr = netip.AddrFrom16([16]byte(raw[offSaddr : offSaddr+16]))
-		e.Daddr = netip.AddrFrom16([16]byte(raw[offDaddr : offDaddr+16]))
+		e.Saddr = netip.AddrFrom16(r.Saddr)
+		e.Daddr = netip.AddrFrom16(r.Daddr)
 	default:
-		return fmt.Errorf("record with unknown address family %d", le.Uint16(raw[offFamily:]))
+		return fmt.Errorf("record with unknown address family %d", r.Family)
 	}
-	e.Kind = event.Kind(raw[offKind])
-	e.Result = event.ResultOf(raw[offOutcome], e.Errno)
-	copy(e.Comm[:], raw[offComm:offComm+16])
-	decodeWhy(raw, reasons, e)
+	e.Result = resultOf(tcpconnectOutcome(r.Outcome), e.Errno)
+	// char[16] in C, int8 in Go: the same bytes.
+	e.Comm = *(*[16]byte)(unsafe.Pointer(&r.Comm))
+	decodeWhy(r, reasons, e)
 	return nil
 }
 
-// decodeWhy fills e.Why (bpf/tcpconnect.h: the fields after comm).
-func decodeWhy(raw []byte, reasons *dropReasons, e *event.Event) {
-	le := binary.LittleEndian
-	flags := raw[offWhy]
+// decodeWhy fills e.Why from the fields of struct event after comm.
+func decodeWhy(r *tcpconnectEvent, reasons *dropReasons, e *event.Event) {
+	flags := tcpconnectWhyFlags(r.Why)
 	w := &e.Why
 	*w = event.Why{}
-	if sent := le.Uint16(raw[offSynSent:]); sent > 1 {
-		w.SynRetransmits = sent - 1
+	if r.SynSent > 1 {
+		w.SynRetransmits = r.SynSent - 1
 	}
-	if flags&uint8(tcpconnectWhyFlagsWHY_NAT) != 0 {
+	if flags&tcpconnectWhyFlagsWHY_NAT != 0 {
 		if e.Family == event.FamilyIPv4 {
-			w.NatDaddr = netip.AddrFrom4([4]byte(raw[offNatDaddr : offNatDaddr+4]))
+			w.NatDaddr = netip.AddrFrom4([4]byte(r.NatDaddr[:4]))
 		} else {
-			w.NatDaddr = netip.AddrFrom16([16]byte(raw[offNatDaddr : offNatDaddr+16]))
+			w.NatDaddr = netip.AddrFrom16(r.NatDaddr)
 		}
-		w.NatDport = le.Uint16(raw[offNatDport:])
+		w.NatDport = r.NatDport
 	}
-	if flags&uint8(tcpconnectWhyFlagsWHY_DROPPED) != 0 {
-		w.DropReason = reasons.name(le.Uint32(raw[offDropRsn:]))
+	if flags&tcpconnectWhyFlagsWHY_DROPPED != 0 {
+		w.DropReason = reasons.name(r.DropReason)
 	}
-	if flags&uint8(tcpconnectWhyFlagsWHY_ICMP) != 0 {
+	if flags&tcpconnectWhyFlagsWHY_ICMP != 0 {
 		w.ICMP = true
-		w.ICMPType = raw[offIcmpType]
-		w.ICMPCode = raw[offIcmpCode]
-		w.ICMPFrom = netip.AddrFrom16([16]byte(raw[offIcmpFrom : offIcmpFrom+16])).Unmap()
+		w.ICMPType = r.IcmpType
+		w.ICMPCode = r.IcmpCode
+		w.ICMPFrom = netip.AddrFrom16(r.IcmpFrom).Unmap()
 	}
 }
 
-// A DNS record (struct dns_record): its size tells it from an event.
-const (
-	dnsRecordSize = 8 + 1024
-	offDNSLen     = 0
-	offDNSTCP     = 4
-	offDNSMsg     = 8
-)
-
-// dnsMessage returns the DNS message in a DNS record and whether it came
-// over TCP.
-func dnsMessage(raw []byte) ([]byte, bool) {
-	n := binary.LittleEndian.Uint32(raw[offDNSLen:])
-	if n > dnsRecordSize-offDNSMsg {
-		n = dnsRecordSize - offDNSMsg
+// resultOf maps the kernel's outcome and errno to a Result.
+func resultOf(outcome tcpconnectOutcome, errno unix.Errno) event.Result {
+	switch outcome {
+	case tcpconnectOutcomeOUTCOME_ESTABLISHED:
+		return event.ResultEstablished
+	case tcpconnectOutcomeOUTCOME_CLOSED:
+		return event.ResultAborted
+	case tcpconnectOutcomeOUTCOME_FAILED, tcpconnectOutcomeOUTCOME_SYNC_FAILED:
+		switch errno {
+		case unix.ECONNREFUSED:
+			return event.ResultRefused
+		case unix.ETIMEDOUT:
+			return event.ResultTimeout
+		case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN:
+			return event.ResultUnreachable
+		case unix.ECONNRESET:
+			return event.ResultReset
+		case unix.ECONNABORTED:
+			return event.ResultAborted
+		case unix.EPERM, unix.EACCES:
+			return event.ResultDenied
+		case unix.EADDRNOTAVAIL:
+			return event.ResultNoPort
+		}
+		return event.ResultError
 	}
-	return raw[offDNSMsg : offDNSMsg+int(n)], raw[offDNSTCP] != 0
+	return event.ResultUnknown
+}
+
+// dnsMessage returns the DNS message in a DNS record (RECORD_DNS) and
+// whether it came over TCP.
+func dnsMessage(raw []byte) ([]byte, bool, error) {
+	if len(raw) < int(unsafe.Sizeof(tcpconnectDnsRecord{})) {
+		return nil, false, fmt.Errorf("short DNS record: %d bytes, want %d", len(raw), unsafe.Sizeof(tcpconnectDnsRecord{}))
+	}
+	r := (*tcpconnectDnsRecord)(unsafe.Pointer(unsafe.SliceData(raw)))
+	n := min(int(r.Len), len(r.Msg))
+	return r.Msg[:n], r.Tcp != 0, nil
 }

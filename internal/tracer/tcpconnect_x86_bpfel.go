@@ -14,16 +14,16 @@ import (
 )
 
 type tcpconnectCall struct {
-	_       structs.HostLayout
-	StartNs uint64
-	Sk      uint64
-	Saddr   [16]uint8
-	Daddr   [16]uint8
-	Sport   uint16
-	Dport   uint16
-	Family  uint16
-	SynSent uint8
-	Pad     uint8
+	_        structs.HostLayout
+	StartNs  uint64
+	Sk       uint64
+	Saddr    [16]uint8
+	Daddr    [16]uint8
+	Sport    uint16
+	Dport    uint16
+	Family   uint16
+	SynSent  uint8
+	StateSet uint8
 }
 
 type tcpconnectCountKey struct {
@@ -36,15 +36,21 @@ type tcpconnectCountKey struct {
 }
 
 type tcpconnectDnsRecord struct {
-	_   structs.HostLayout
-	Len uint32
-	Tcp uint8
-	Pad [3]uint8
-	Msg [1024]uint8
+	_    structs.HostLayout
+	Kind uint8
+	Tcp  uint8
+	Pad  uint16
+	Len  uint32
+	Msg  [1024]uint8
 }
 
 type tcpconnectEvent struct {
 	_          structs.HostLayout
+	Kind       uint8
+	Outcome    uint8
+	Family     uint16
+	Sport      uint16
+	Dport      uint16
 	StartNs    uint64
 	LatencyNs  uint64
 	CgroupId   uint64
@@ -58,11 +64,6 @@ type tcpconnectEvent struct {
 	PidNsPid   uint32
 	NetnsIno   uint32
 	MntnsIno   uint32
-	Sport      uint16
-	Dport      uint16
-	Family     uint16
-	Kind       uint8
-	Outcome    uint8
 	Comm       [16]int8
 	NatDaddr   [16]uint8
 	IcmpFrom   [16]uint8
@@ -76,6 +77,25 @@ type tcpconnectEvent struct {
 	PadWhy     [5]uint8
 }
 
+type tcpconnectLatencySlot uint32
+
+const (
+	tcpconnectLatencySlotLATENCY_BUCKETS tcpconnectLatencySlot = 16
+	tcpconnectLatencySlotLATENCY_INF     tcpconnectLatencySlot = 16
+	tcpconnectLatencySlotLATENCY_SUM     tcpconnectLatencySlot = 17
+	tcpconnectLatencySlotLATENCY_SLOTS   tcpconnectLatencySlot = 18
+)
+
+type tcpconnectOutcome uint32
+
+const (
+	tcpconnectOutcomeOUTCOME_NONE        tcpconnectOutcome = 0
+	tcpconnectOutcomeOUTCOME_ESTABLISHED tcpconnectOutcome = 1
+	tcpconnectOutcomeOUTCOME_FAILED      tcpconnectOutcome = 2
+	tcpconnectOutcomeOUTCOME_CLOSED      tcpconnectOutcome = 3
+	tcpconnectOutcomeOUTCOME_SYNC_FAILED tcpconnectOutcome = 4
+)
+
 type tcpconnectOutcomeKey struct {
 	_          structs.HostLayout
 	Err        int32
@@ -85,6 +105,25 @@ type tcpconnectOutcomeKey struct {
 	Pad        [3]uint8
 	DropReason uint32
 }
+
+type tcpconnectRecordKind uint32
+
+const (
+	tcpconnectRecordKindRECORD_ATTEMPT tcpconnectRecordKind = 1
+	tcpconnectRecordKindRECORD_OUTCOME tcpconnectRecordKind = 2
+	tcpconnectRecordKindRECORD_DNS     tcpconnectRecordKind = 3
+)
+
+type tcpconnectStatIndex uint32
+
+const (
+	tcpconnectStatIndexSTAT_LOST_EVENTS   tcpconnectStatIndex = 0
+	tcpconnectStatIndexSTAT_LOST_ATTEMPTS tcpconnectStatIndex = 1
+	tcpconnectStatIndexSTAT_LOST_COUNTS   tcpconnectStatIndex = 2
+	tcpconnectStatIndexSTAT_WAKEUPS       tcpconnectStatIndex = 3
+	tcpconnectStatIndexSTAT_LOST_DNS      tcpconnectStatIndex = 4
+	tcpconnectStatIndexSTAT_MAX           tcpconnectStatIndex = 5
+)
 
 type tcpconnectWhyFlags uint32
 
@@ -115,56 +154,64 @@ type tcpconnectWhyIcmpKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpconnectMapAttempts                       = "attempts"
-	tcpconnectMapCalls                          = "calls"
-	tcpconnectMapCgroupFilter                   = "cgroup_filter"
-	tcpconnectMapCgroupmap                      = "cgroupmap"
-	tcpconnectMapCounts                         = "counts"
-	tcpconnectMapEvents                         = "events"
-	tcpconnectMapIcmpErrors                     = "icmp_errors"
-	tcpconnectMapLatencyHist                    = "latency_hist"
-	tcpconnectMapMetricsPorts                   = "metrics_ports"
-	tcpconnectMapMntnsmap                       = "mntnsmap"
-	tcpconnectMapOutcomeCounts                  = "outcome_counts"
-	tcpconnectMapPorts                          = "ports"
-	tcpconnectMapStats                          = "stats"
-	tcpconnectProgTcpconnectConnect4            = "tcpconnect_connect4"
-	tcpconnectProgTcpconnectConnect6            = "tcpconnect_connect6"
-	tcpconnectProgTcpconnectConnectEnter        = "tcpconnect_connect_enter"
-	tcpconnectProgTcpconnectConnectExit         = "tcpconnect_connect_exit"
-	tcpconnectProgTcpconnectDns                 = "tcpconnect_dns"
-	tcpconnectProgTcpconnectFentryStreamConnect = "tcpconnect_fentry_stream_connect"
-	tcpconnectProgTcpconnectFentryTcpConnect    = "tcpconnect_fentry_tcp_connect"
-	tcpconnectProgTcpconnectIcmp                = "tcpconnect_icmp"
-	tcpconnectProgTcpconnectKprobeStreamConnect = "tcpconnect_kprobe_stream_connect"
-	tcpconnectProgTcpconnectKprobeTcpConnect    = "tcpconnect_kprobe_tcp_connect"
-	tcpconnectProgTcpconnectSockops             = "tcpconnect_sockops"
-	tcpconnectProgTcpconnectState               = "tcpconnect_state"
-	tcpconnectProgTcpconnectSynDrop             = "tcpconnect_syn_drop"
-	tcpconnectProgTcpconnectSynOut              = "tcpconnect_syn_out"
-	tcpconnectVarCountMode                      = "count_mode"
-	tcpconnectVarFilterByCgroup                 = "filter_by_cgroup"
-	tcpconnectVarFilterByCgroupmap              = "filter_by_cgroupmap"
-	tcpconnectVarFilterByMntnsmap               = "filter_by_mntnsmap"
-	tcpconnectVarFilterByPort                   = "filter_by_port"
-	tcpconnectVarFilterByUid                    = "filter_by_uid"
-	tcpconnectVarFilterFamily                   = "filter_family"
-	tcpconnectVarFilterNetns                    = "filter_netns"
-	tcpconnectVarFilterPid                      = "filter_pid"
-	tcpconnectVarFilterUid                      = "filter_uid"
-	tcpconnectVarLastWakeupNs                   = "last_wakeup_ns"
-	tcpconnectVarLatencyBoundsNs                = "latency_bounds_ns"
-	tcpconnectVarMetricsInKernel                = "metrics_in_kernel"
-	tcpconnectVarMinLatencyNs                   = "min_latency_ns"
-	tcpconnectVarOnlyFailed                     = "only_failed"
-	tcpconnectVarPendingAttempts                = "pending_attempts"
-	tcpconnectVarTrackOutcomes                  = "track_outcomes"
-	tcpconnectVarUnusedCountKey                 = "unused_count_key"
-	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
-	tcpconnectVarUnusedEvent                    = "unused_event"
-	tcpconnectVarUnusedOutcomeKey               = "unused_outcome_key"
-	tcpconnectVarUnusedWhyFlags                 = "unused_why_flags"
-	tcpconnectVarWakeupGapNs                    = "wakeup_gap_ns"
+	tcpconnectMapAttempts                          = "attempts"
+	tcpconnectMapCalls                             = "calls"
+	tcpconnectMapCgroupFilter                      = "cgroup_filter"
+	tcpconnectMapCgroupmap                         = "cgroupmap"
+	tcpconnectMapCounts                            = "counts"
+	tcpconnectMapEvents                            = "events"
+	tcpconnectMapIcmpErrors                        = "icmp_errors"
+	tcpconnectMapLatencyHist                       = "latency_hist"
+	tcpconnectMapMetricsPorts                      = "metrics_ports"
+	tcpconnectMapMntnsmap                          = "mntnsmap"
+	tcpconnectMapOutcomeCounts                     = "outcome_counts"
+	tcpconnectMapPorts                             = "ports"
+	tcpconnectMapStats                             = "stats"
+	tcpconnectProgTcpconnectConnect4               = "tcpconnect_connect4"
+	tcpconnectProgTcpconnectConnect6               = "tcpconnect_connect6"
+	tcpconnectProgTcpconnectConnectEnter           = "tcpconnect_connect_enter"
+	tcpconnectProgTcpconnectConnectExit            = "tcpconnect_connect_exit"
+	tcpconnectProgTcpconnectDns                    = "tcpconnect_dns"
+	tcpconnectProgTcpconnectFentryStreamConnect    = "tcpconnect_fentry_stream_connect"
+	tcpconnectProgTcpconnectFentryTcpConnect       = "tcpconnect_fentry_tcp_connect"
+	tcpconnectProgTcpconnectFexitStreamConnect     = "tcpconnect_fexit_stream_connect"
+	tcpconnectProgTcpconnectIcmp                   = "tcpconnect_icmp"
+	tcpconnectProgTcpconnectKprobeStreamConnect    = "tcpconnect_kprobe_stream_connect"
+	tcpconnectProgTcpconnectKprobeTcpConnect       = "tcpconnect_kprobe_tcp_connect"
+	tcpconnectProgTcpconnectKretprobeStreamConnect = "tcpconnect_kretprobe_stream_connect"
+	tcpconnectProgTcpconnectSockops                = "tcpconnect_sockops"
+	tcpconnectProgTcpconnectState                  = "tcpconnect_state"
+	tcpconnectProgTcpconnectSynDrop                = "tcpconnect_syn_drop"
+	tcpconnectProgTcpconnectSynOut                 = "tcpconnect_syn_out"
+	tcpconnectVarCountMode                         = "count_mode"
+	tcpconnectVarExitHooked                        = "exit_hooked"
+	tcpconnectVarFilterByCgroup                    = "filter_by_cgroup"
+	tcpconnectVarFilterByCgroupmap                 = "filter_by_cgroupmap"
+	tcpconnectVarFilterByMntnsmap                  = "filter_by_mntnsmap"
+	tcpconnectVarFilterByPort                      = "filter_by_port"
+	tcpconnectVarFilterByUid                       = "filter_by_uid"
+	tcpconnectVarFilterFamily                      = "filter_family"
+	tcpconnectVarFilterNetns                       = "filter_netns"
+	tcpconnectVarFilterPid                         = "filter_pid"
+	tcpconnectVarFilterUid                         = "filter_uid"
+	tcpconnectVarHaveGetRetval                     = "have_get_retval"
+	tcpconnectVarLastWakeupNs                      = "last_wakeup_ns"
+	tcpconnectVarLatencyBoundsNs                   = "latency_bounds_ns"
+	tcpconnectVarMetricsInKernel                   = "metrics_in_kernel"
+	tcpconnectVarMinLatencyNs                      = "min_latency_ns"
+	tcpconnectVarOnlyFailed                        = "only_failed"
+	tcpconnectVarPendingAttempts                   = "pending_attempts"
+	tcpconnectVarTrackOutcomes                     = "track_outcomes"
+	tcpconnectVarUnusedCountKey                    = "unused_count_key"
+	tcpconnectVarUnusedDnsRecord                   = "unused_dns_record"
+	tcpconnectVarUnusedEvent                       = "unused_event"
+	tcpconnectVarUnusedLatencySlot                 = "unused_latency_slot"
+	tcpconnectVarUnusedOutcome                     = "unused_outcome"
+	tcpconnectVarUnusedOutcomeKey                  = "unused_outcome_key"
+	tcpconnectVarUnusedRecordKind                  = "unused_record_kind"
+	tcpconnectVarUnusedStatIndex                   = "unused_stat_index"
+	tcpconnectVarUnusedWhyFlags                    = "unused_why_flags"
+	tcpconnectVarWakeupGapNs                       = "wakeup_gap_ns"
 )
 
 // loadTcpconnect returns the embedded CollectionSpec for tcpconnect.
@@ -209,20 +256,22 @@ type tcpconnectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectProgramSpecs struct {
-	TcpconnectConnect4            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect4"`
-	TcpconnectConnect6            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect6"`
-	TcpconnectConnectEnter        *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
-	TcpconnectConnectExit         *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
-	TcpconnectDns                 *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
-	TcpconnectFentryStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
-	TcpconnectFentryTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
-	TcpconnectIcmp                *ebpf.ProgramSpec `ebpf:"tcpconnect_icmp"`
-	TcpconnectKprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
-	TcpconnectKprobeTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
-	TcpconnectSockops             *ebpf.ProgramSpec `ebpf:"tcpconnect_sockops"`
-	TcpconnectState               *ebpf.ProgramSpec `ebpf:"tcpconnect_state"`
-	TcpconnectSynDrop             *ebpf.ProgramSpec `ebpf:"tcpconnect_syn_drop"`
-	TcpconnectSynOut              *ebpf.ProgramSpec `ebpf:"tcpconnect_syn_out"`
+	TcpconnectConnect4               *ebpf.ProgramSpec `ebpf:"tcpconnect_connect4"`
+	TcpconnectConnect6               *ebpf.ProgramSpec `ebpf:"tcpconnect_connect6"`
+	TcpconnectConnectEnter           *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
+	TcpconnectConnectExit            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
+	TcpconnectDns                    *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
+	TcpconnectFentryStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
+	TcpconnectFentryTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectFexitStreamConnect     *ebpf.ProgramSpec `ebpf:"tcpconnect_fexit_stream_connect"`
+	TcpconnectIcmp                   *ebpf.ProgramSpec `ebpf:"tcpconnect_icmp"`
+	TcpconnectKprobeStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
+	TcpconnectKprobeTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
+	TcpconnectKretprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kretprobe_stream_connect"`
+	TcpconnectSockops                *ebpf.ProgramSpec `ebpf:"tcpconnect_sockops"`
+	TcpconnectState                  *ebpf.ProgramSpec `ebpf:"tcpconnect_state"`
+	TcpconnectSynDrop                *ebpf.ProgramSpec `ebpf:"tcpconnect_syn_drop"`
+	TcpconnectSynOut                 *ebpf.ProgramSpec `ebpf:"tcpconnect_syn_out"`
 }
 
 // tcpconnectMapSpecs contains maps before they are loaded into the kernel.
@@ -249,6 +298,7 @@ type tcpconnectMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectVariableSpecs struct {
 	CountMode         *ebpf.VariableSpec `ebpf:"count_mode"`
+	ExitHooked        *ebpf.VariableSpec `ebpf:"exit_hooked"`
 	FilterByCgroup    *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.VariableSpec `ebpf:"filter_by_cgroupmap"`
 	FilterByMntnsmap  *ebpf.VariableSpec `ebpf:"filter_by_mntnsmap"`
@@ -258,6 +308,7 @@ type tcpconnectVariableSpecs struct {
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterUid         *ebpf.VariableSpec `ebpf:"filter_uid"`
+	HaveGetRetval     *ebpf.VariableSpec `ebpf:"have_get_retval"`
 	LastWakeupNs      *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	LatencyBoundsNs   *ebpf.VariableSpec `ebpf:"latency_bounds_ns"`
 	MetricsInKernel   *ebpf.VariableSpec `ebpf:"metrics_in_kernel"`
@@ -268,7 +319,11 @@ type tcpconnectVariableSpecs struct {
 	UnusedCountKey    *ebpf.VariableSpec `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedLatencySlot *ebpf.VariableSpec `ebpf:"unused_latency_slot"`
+	UnusedOutcome     *ebpf.VariableSpec `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
+	UnusedRecordKind  *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedStatIndex   *ebpf.VariableSpec `ebpf:"unused_stat_index"`
 	UnusedWhyFlags    *ebpf.VariableSpec `ebpf:"unused_why_flags"`
 	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
@@ -331,6 +386,7 @@ func (m *tcpconnectMaps) Close() error {
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectVariables struct {
 	CountMode         *ebpf.Variable `ebpf:"count_mode"`
+	ExitHooked        *ebpf.Variable `ebpf:"exit_hooked"`
 	FilterByCgroup    *ebpf.Variable `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.Variable `ebpf:"filter_by_cgroupmap"`
 	FilterByMntnsmap  *ebpf.Variable `ebpf:"filter_by_mntnsmap"`
@@ -340,6 +396,7 @@ type tcpconnectVariables struct {
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
 	FilterUid         *ebpf.Variable `ebpf:"filter_uid"`
+	HaveGetRetval     *ebpf.Variable `ebpf:"have_get_retval"`
 	LastWakeupNs      *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	LatencyBoundsNs   *ebpf.Variable `ebpf:"latency_bounds_ns"`
 	MetricsInKernel   *ebpf.Variable `ebpf:"metrics_in_kernel"`
@@ -350,7 +407,11 @@ type tcpconnectVariables struct {
 	UnusedCountKey    *ebpf.Variable `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedLatencySlot *ebpf.Variable `ebpf:"unused_latency_slot"`
+	UnusedOutcome     *ebpf.Variable `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
+	UnusedRecordKind  *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedStatIndex   *ebpf.Variable `ebpf:"unused_stat_index"`
 	UnusedWhyFlags    *ebpf.Variable `ebpf:"unused_why_flags"`
 	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }
@@ -359,20 +420,22 @@ type tcpconnectVariables struct {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectPrograms struct {
-	TcpconnectConnect4            *ebpf.Program `ebpf:"tcpconnect_connect4"`
-	TcpconnectConnect6            *ebpf.Program `ebpf:"tcpconnect_connect6"`
-	TcpconnectConnectEnter        *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
-	TcpconnectConnectExit         *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
-	TcpconnectDns                 *ebpf.Program `ebpf:"tcpconnect_dns"`
-	TcpconnectFentryStreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
-	TcpconnectFentryTcpConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
-	TcpconnectIcmp                *ebpf.Program `ebpf:"tcpconnect_icmp"`
-	TcpconnectKprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
-	TcpconnectKprobeTcpConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
-	TcpconnectSockops             *ebpf.Program `ebpf:"tcpconnect_sockops"`
-	TcpconnectState               *ebpf.Program `ebpf:"tcpconnect_state"`
-	TcpconnectSynDrop             *ebpf.Program `ebpf:"tcpconnect_syn_drop"`
-	TcpconnectSynOut              *ebpf.Program `ebpf:"tcpconnect_syn_out"`
+	TcpconnectConnect4               *ebpf.Program `ebpf:"tcpconnect_connect4"`
+	TcpconnectConnect6               *ebpf.Program `ebpf:"tcpconnect_connect6"`
+	TcpconnectConnectEnter           *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
+	TcpconnectConnectExit            *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
+	TcpconnectDns                    *ebpf.Program `ebpf:"tcpconnect_dns"`
+	TcpconnectFentryStreamConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
+	TcpconnectFentryTcpConnect       *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectFexitStreamConnect     *ebpf.Program `ebpf:"tcpconnect_fexit_stream_connect"`
+	TcpconnectIcmp                   *ebpf.Program `ebpf:"tcpconnect_icmp"`
+	TcpconnectKprobeStreamConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
+	TcpconnectKprobeTcpConnect       *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
+	TcpconnectKretprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kretprobe_stream_connect"`
+	TcpconnectSockops                *ebpf.Program `ebpf:"tcpconnect_sockops"`
+	TcpconnectState                  *ebpf.Program `ebpf:"tcpconnect_state"`
+	TcpconnectSynDrop                *ebpf.Program `ebpf:"tcpconnect_syn_drop"`
+	TcpconnectSynOut                 *ebpf.Program `ebpf:"tcpconnect_syn_out"`
 }
 
 func (p *tcpconnectPrograms) Close() error {
@@ -384,9 +447,11 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectDns,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
+		p.TcpconnectFexitStreamConnect,
 		p.TcpconnectIcmp,
 		p.TcpconnectKprobeStreamConnect,
 		p.TcpconnectKprobeTcpConnect,
+		p.TcpconnectKretprobeStreamConnect,
 		p.TcpconnectSockops,
 		p.TcpconnectState,
 		p.TcpconnectSynDrop,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The contract between the BPF programs and the Go side. Go gets these
- * types from bpf2go (-type event, -type count_key), so they are defined
- * only here. Fixed-width fields, explicit padding, addresses in network
+ * types and enums from bpf2go (the -type list in gen.go), so they are
+ * defined only here. Fixed-width fields, explicit padding, addresses in network
  * order, ports in host order.
  */
 #ifndef TCPCONNECT_H
@@ -10,12 +10,17 @@
 
 #define TASK_COMM_LEN 16
 
-/* What a record on the ring buffer says. */
-enum event_kind {
-	/* The SYN is about to leave: the attempt has its source port. */
-	EVENT_ATTEMPT = 1,
-	/* The attempt ended (or connect() failed before any SYN was sent). */
-	EVENT_OUTCOME = 2,
+/* What a record on the ring buffer is: its first byte, in every record,
+ * so that the reader knows the record's type before reading any more. */
+enum record_kind {
+	/* struct event: the SYN is about to leave, the attempt has its
+	 * source port. */
+	RECORD_ATTEMPT = 1,
+	/* struct event: the attempt ended (or connect() failed before any
+	 * SYN was sent). */
+	RECORD_OUTCOME = 2,
+	/* struct dns_record. */
+	RECORD_DNS = 3,
 };
 
 /* How an attempt ended, as the kernel saw it. User space turns this and
@@ -34,6 +39,11 @@ enum outcome {
 };
 
 struct event {
+	__u8 kind;    /* enum record_kind: RECORD_ATTEMPT or RECORD_OUTCOME */
+	__u8 outcome; /* enum outcome */
+	__u16 family; /* AF_INET or AF_INET6: the socket's family */
+	__u16 sport;
+	__u16 dport;
 	/* CLOCK_MONOTONIC ns when the attempt started: the SYN, or the
 	 * connect() call for attempts that failed before any SYN. */
 	__u64 start_ns;
@@ -51,11 +61,6 @@ struct event {
 	__u32 pid_ns_pid; /* pid as the process sees it in its PID namespace */
 	__u32 netns_ino;  /* network namespace inode (stat -L /proc/PID/ns/net) */
 	__u32 mntns_ino;  /* mount namespace inode */
-	__u16 sport;
-	__u16 dport;
-	__u16 family; /* AF_INET or AF_INET6: the socket's family */
-	__u8 kind;    /* enum event_kind */
-	__u8 outcome; /* enum outcome */
 	char comm[TASK_COMM_LEN];
 
 	/* ---- why: what happened to the attempt's SYNs (outcome mode) ----
@@ -110,14 +115,14 @@ struct why_icmp {
 
 /* -d: a DNS message that arrived at a socket of the host (UDP or TCP from
  * port 53). It shares the ring buffer with struct event, so that an
- * answer is always read before the connect that follows it; the reader
- * tells the two apart by their sizes, which must differ. */
+ * answer is always read before the connect that follows it. */
 #define DNS_MAX 1024
 
 struct dns_record {
-	__u32 len;   /* bytes of msg that are valid */
+	__u8 kind;   /* RECORD_DNS */
 	__u8 tcp;    /* msg starts with TCP DNS's two-byte length */
-	__u8 _pad[3];
+	__u16 _pad;
+	__u32 len;   /* bytes of msg that are valid */
 	__u8 msg[DNS_MAX];
 };
 
@@ -147,10 +152,14 @@ struct outcome_key {
 /* The handshake latency histogram of established attempts: a per-CPU
  * array of LATENCY_BUCKETS counts (attempts whose latency is at most the
  * bucket's bound, and above the previous one), then one for larger
- * latencies (+Inf), then the sum of latencies in ns. */
-#define LATENCY_BUCKETS 16
-#define LATENCY_INF LATENCY_BUCKETS
-#define LATENCY_SUM (LATENCY_BUCKETS + 1)
+ * latencies (+Inf), then the sum of latencies in ns. An enum, not
+ * defines, so that Go gets the numbers from the object (bpf2go -type). */
+enum latency_slot {
+	LATENCY_BUCKETS = 16,
+	LATENCY_INF = LATENCY_BUCKETS,
+	LATENCY_SUM = LATENCY_BUCKETS + 1,
+	LATENCY_SLOTS = LATENCY_BUCKETS + 2,
+};
 
 /* Indexes of the per-CPU stats array. */
 enum stat_index {
