@@ -26,6 +26,7 @@ import (
 
 func TestMain(m *testing.M) {
 	testutil.RunChildIfRequested()
+	runDNSChildIfRequested()
 	os.Exit(m.Run())
 }
 

@@ -105,18 +105,61 @@ func decode(raw []byte, c clock, e *event.Event) error {
 
 // A DNS record (struct dns_record): its size tells it from an event.
 const (
-	dnsRecordSize = 8 + 1024
-	offDNSLen     = 0
-	offDNSTCP     = 4
-	offDNSMsg     = 8
+	dnsRecordSize = 48 + 1024
+	offDNSCookie  = 0
+	offDNSAddr    = 8
+	offDNSNetns   = 24
+	offDNSUID     = 28
+	offDNSLen     = 32
+	offDNSPort    = 36
+	offDNSFamily  = 38
+	offDNSTCP     = 40
+	offDNSQuery   = 41
+	offDNSMsg     = 48
 )
 
-// dnsMessage returns the DNS message in a DNS record and whether it came
-// over TCP.
-func dnsMessage(raw []byte) ([]byte, bool) {
-	n := binary.LittleEndian.Uint32(raw[offDNSLen:])
+// DNSMessage is a DNS message that a socket of the host sent to port 53
+// (a query) or received from port 53 (an answer), with who owns the
+// socket. Msg is reused after the Config.DNS call that receives it.
+type DNSMessage struct {
+	// Socket is the socket's cookie: unique while the host runs.
+	Socket uint64
+	// Netns and UID are the network namespace (inode) and the user of the
+	// task that created the socket.
+	Netns, UID uint32
+	// Server is a query's destination or an answer's source.
+	Server netip.AddrPort
+	Query  bool
+	// TCP says Msg starts with TCP DNS's two-byte length.
+	TCP bool
+	Msg []byte
+}
+
+// decodeDNS fills m from a DNS record. A record with an unknown family
+// gives false.
+func decodeDNS(raw []byte, m *DNSMessage) bool {
+	if len(raw) < dnsRecordSize {
+		return false
+	}
+	le := binary.LittleEndian
+	m.Socket = le.Uint64(raw[offDNSCookie:])
+	m.Netns = le.Uint32(raw[offDNSNetns:])
+	m.UID = le.Uint32(raw[offDNSUID:])
+	port := le.Uint16(raw[offDNSPort:])
+	switch le.Uint16(raw[offDNSFamily:]) {
+	case afInet:
+		m.Server = netip.AddrPortFrom(netip.AddrFrom4([4]byte(raw[offDNSAddr:offDNSAddr+4])), port)
+	case afInet6:
+		m.Server = netip.AddrPortFrom(netip.AddrFrom16([16]byte(raw[offDNSAddr:offDNSAddr+16])).Unmap(), port)
+	default:
+		return false
+	}
+	m.TCP = raw[offDNSTCP] != 0
+	m.Query = raw[offDNSQuery] != 0
+	n := le.Uint32(raw[offDNSLen:])
 	if n > dnsRecordSize-offDNSMsg {
 		n = dnsRecordSize - offDNSMsg
 	}
-	return raw[offDNSMsg : offDNSMsg+int(n)], raw[offDNSTCP] != 0
+	m.Msg = raw[offDNSMsg : offDNSMsg+int(n)]
+	return true
 }

@@ -45,8 +45,14 @@ func TestEventLayout(t *testing.T) {
 		t.Errorf("dns_record is %d bytes, decode expects %d (and it must differ from an event's %d)",
 			unsafe.Sizeof(tcpconnectDnsRecord{}), dnsRecordSize, eventSize)
 	}
-	if f, _ := reflect.TypeOf(tcpconnectDnsRecord{}).FieldByName("Msg"); f.Offset != offDNSMsg {
-		t.Errorf("dns_record msg at %d, decode reads %d", f.Offset, offDNSMsg)
+	for name, want := range map[string]uintptr{
+		"SockCookie": offDNSCookie, "Addr": offDNSAddr, "NetnsIno": offDNSNetns, "Uid": offDNSUID,
+		"Len": offDNSLen, "Port": offDNSPort, "Family": offDNSFamily, "Tcp": offDNSTCP,
+		"Query": offDNSQuery, "Msg": offDNSMsg,
+	} {
+		if f, ok := reflect.TypeOf(tcpconnectDnsRecord{}).FieldByName(name); !ok || f.Offset != want {
+			t.Errorf("dns_record field %s at %d (found %v), decode reads %d", name, f.Offset, ok, want)
+		}
 	}
 	if unsafe.Sizeof(e) != eventSize {
 		t.Errorf("generated event is %d bytes, decode expects %d", unsafe.Sizeof(e), eventSize)

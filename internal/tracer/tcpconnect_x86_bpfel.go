@@ -36,11 +36,18 @@ type tcpconnectCountKey struct {
 }
 
 type tcpconnectDnsRecord struct {
-	_   structs.HostLayout
-	Len uint32
-	Tcp uint8
-	Pad [3]uint8
-	Msg [1024]uint8
+	_          structs.HostLayout
+	SockCookie uint64
+	Addr       [16]uint8
+	NetnsIno   uint32
+	Uid        uint32
+	Len        uint32
+	Port       uint16
+	Family     uint16
+	Tcp        uint8
+	Query      uint8
+	Pad        [6]uint8
+	Msg        [1024]uint8
 }
 
 type tcpconnectEvent struct {
@@ -75,6 +82,12 @@ type tcpconnectOutcomeKey struct {
 	Pad     [3]uint8
 }
 
+type tcpconnectSockOwner struct {
+	_        structs.HostLayout
+	NetnsIno uint32
+	Uid      uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -90,12 +103,15 @@ const (
 	tcpconnectMapMntnsmap                       = "mntnsmap"
 	tcpconnectMapOutcomeCounts                  = "outcome_counts"
 	tcpconnectMapPorts                          = "ports"
+	tcpconnectMapSockOwners                     = "sock_owners"
 	tcpconnectMapStats                          = "stats"
 	tcpconnectProgTcpconnectConnect4            = "tcpconnect_connect4"
 	tcpconnectProgTcpconnectConnect6            = "tcpconnect_connect6"
 	tcpconnectProgTcpconnectConnectEnter        = "tcpconnect_connect_enter"
 	tcpconnectProgTcpconnectConnectExit         = "tcpconnect_connect_exit"
 	tcpconnectProgTcpconnectDns                 = "tcpconnect_dns"
+	tcpconnectProgTcpconnectDnsQuery            = "tcpconnect_dns_query"
+	tcpconnectProgTcpconnectDnsSock             = "tcpconnect_dns_sock"
 	tcpconnectProgTcpconnectFentryStreamConnect = "tcpconnect_fentry_stream_connect"
 	tcpconnectProgTcpconnectFentryTcpConnect    = "tcpconnect_fentry_tcp_connect"
 	tcpconnectProgTcpconnectKprobeStreamConnect = "tcpconnect_kprobe_stream_connect"
@@ -172,6 +188,8 @@ type tcpconnectProgramSpecs struct {
 	TcpconnectConnectEnter        *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit         *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
 	TcpconnectDns                 *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
+	TcpconnectDnsQuery            *ebpf.ProgramSpec `ebpf:"tcpconnect_dns_query"`
+	TcpconnectDnsSock             *ebpf.ProgramSpec `ebpf:"tcpconnect_dns_sock"`
 	TcpconnectFentryStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
 	TcpconnectKprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
@@ -195,6 +213,7 @@ type tcpconnectMapSpecs struct {
 	Mntnsmap      *ebpf.MapSpec `ebpf:"mntnsmap"`
 	OutcomeCounts *ebpf.MapSpec `ebpf:"outcome_counts"`
 	Ports         *ebpf.MapSpec `ebpf:"ports"`
+	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -256,6 +275,7 @@ type tcpconnectMaps struct {
 	Mntnsmap      *ebpf.Map `ebpf:"mntnsmap"`
 	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
 	Ports         *ebpf.Map `ebpf:"ports"`
+	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 }
 
@@ -272,6 +292,7 @@ func (m *tcpconnectMaps) Close() error {
 		m.Mntnsmap,
 		m.OutcomeCounts,
 		m.Ports,
+		m.SockOwners,
 		m.Stats,
 	)
 }
@@ -312,6 +333,8 @@ type tcpconnectPrograms struct {
 	TcpconnectConnectEnter        *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit         *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
 	TcpconnectDns                 *ebpf.Program `ebpf:"tcpconnect_dns"`
+	TcpconnectDnsQuery            *ebpf.Program `ebpf:"tcpconnect_dns_query"`
+	TcpconnectDnsSock             *ebpf.Program `ebpf:"tcpconnect_dns_sock"`
 	TcpconnectFentryStreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
 	TcpconnectKprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
@@ -327,6 +350,8 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectConnectEnter,
 		p.TcpconnectConnectExit,
 		p.TcpconnectDns,
+		p.TcpconnectDnsQuery,
+		p.TcpconnectDnsSock,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
 		p.TcpconnectKprobeStreamConnect,

@@ -62,11 +62,12 @@ type Config struct {
 	// kernel forces. 0: 10 ms.
 	WakeupGap time.Duration
 
-	// DNS, if set, receives each DNS message that arrives at a socket of
-	// the host (-d), in order with the events: an answer is handed over
-	// before the connect that used it. tcp says msg starts with TCP
-	// DNS's two-byte length. msg is reused after the call.
-	DNS func(msg []byte, tcp bool)
+	// DNS, if set, receives each DNS query that a socket of the host
+	// sends and each answer that one receives (-d), in order with the
+	// events: an answer is handed over before the connect that used it.
+	// Only sockets created after Open are seen. The message is reused
+	// after the call.
+	DNS func(*DNSMessage)
 
 	// CgroupPath is where the sockops backend attaches; "": the cgroup
 	// v2 mount.
@@ -168,7 +169,7 @@ func Open(cfg Config) (*Tracer, error) {
 				objs.Close()
 				return err
 			}
-			logf("DNS answers: cgroup_skb/ingress attached on %s", cgroupPath)
+			logf("DNS: cgroup/sock_create and cgroup_skb egress and ingress attached on %s", cgroupPath)
 		}
 		return nil
 	})
@@ -342,6 +343,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	var (
 		rec    ringbuf.Record
 		ev     event.Event
+		msg    DNSMessage
 		active bool // records seen since the last timeout
 	)
 	t.reader.SetDeadline(time.Now().Add(idlePoll))
@@ -350,8 +352,8 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		switch {
 		case err == nil:
 			if len(rec.RawSample) == dnsRecordSize {
-				if t.cfg.DNS != nil {
-					t.cfg.DNS(dnsMessage(rec.RawSample))
+				if t.cfg.DNS != nil && decodeDNS(rec.RawSample, &msg) {
+					t.cfg.DNS(&msg)
 				}
 				continue
 			}
@@ -398,7 +400,7 @@ type Stats struct {
 	LostAttempts uint64 // attempts not remembered: too many pending
 	LostCounts   uint64 // attempts not counted: count map full
 	Wakeups      uint64 // reader wakeups forced by the programs
-	LostDNS      uint64 // DNS answers dropped: ring buffer full (-d)
+	LostDNS      uint64 // DNS queries and answers dropped: ring buffer full (-d)
 }
 
 // Stats sums the per-CPU counters.
