@@ -37,6 +37,8 @@ func runDNSChildIfRequested() {
 	var err error
 	f := strings.Fields(spec)
 	switch {
+	case f[0] == "unshare":
+		err = dnsUnshare()
 	case f[0] == "attacker":
 		err = dnsAttacker()
 	case f[0] == "resolve" && len(f) == 4:
@@ -51,12 +53,28 @@ func runDNSChildIfRequested() {
 	os.Exit(0)
 }
 
+// dnsUnshare runs as an unprivileged user and starts the attacker as
+// unshare -Urn would: in a user namespace of its own (this user is root
+// there) with a network namespace of its own.
+func dnsUnshare() error {
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), dnsChildEnv+"=attacker")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	uid, gid := os.Getuid(), os.Getgid()
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
+	}
+	return cmd.Run()
+}
+
 // bankName is the name the attacker wants root's connects to 127.0.0.1
 // to show.
 const bankName = "www.bank.example."
 
 // dnsAttacker runs as an unprivileged user in a user and network
-// namespace of its own (unshare -Urn), where it may bind port 53. It
+// namespace of its own (dnsUnshare), where it may bind port 53. It
 // sends answers for bankName (127.0.0.1) that answer no query of the
 // socket receiving them: unsolicited, with a wrong ID, from a server
 // that was not asked. Then it connects to 127.0.0.1 and prints "forged
@@ -218,18 +236,13 @@ func dnsResolveAndConnect(server, name string, target netip.AddrPort) error {
 // 127.0.0.1 in the host's network namespace.
 func TestDNSForgeryByUnprivilegedUser(t *testing.T) {
 	testutil.RequirePrivileged(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv (util-linux) is not installed")
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare (util-linux) is not installed")
-	}
 	hostTarget := testutil.Listen(t, nil, "tcp4", "127.0.0.1:0")
 	p := startTool(t, "-d", "--json")
 
-	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-		"unshare", "-Urn", testutil.WorldExecutable(t), "-test.run=^$")
-	cmd.Env = append(os.Environ(), dnsChildEnv+"=attacker")
+	// As nobody, who then makes a user and a network namespace.
+	cmd := exec.Command(testutil.WorldExecutable(t), "-test.run=^$")
+	cmd.Env = append(os.Environ(), dnsChildEnv+"=unshare")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError

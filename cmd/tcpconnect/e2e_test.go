@@ -596,3 +596,20 @@ func TestMountsWhatItNeeds(t *testing.T) {
 		t.Errorf("-v does not say what it mounted:\n%s", errb.String())
 	}
 }
+
+// TestSIGHUPEndsCleanly: SIGHUP (a closed terminal) ends the run as
+// SIGTERM does: exit 0, the exit line, nothing left attached.
+func TestSIGHUPEndsCleanly(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ap := listener(t, "127.0.0.1:0")
+	p := startTool(t, "--json", "-P", strconv.Itoa(int(ap.Port())))
+	sport, errno := testutil.ConnectRaw(ap)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	p.waitLine(t, fmt.Sprintf(`"sport":%d,`, sport))
+	p.stop(t, syscall.SIGHUP)
+	if !strings.Contains(p.stderr.String(), "tcpconnect: 1 events printed, 0 lost") {
+		t.Errorf("no exit line after SIGHUP: %s", p.stderr.String())
+	}
+}

@@ -36,12 +36,15 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	var usage errUsage
 	if errors.As(err, &usage) {
-		fmt.Fprintf(stderr, "tcpconnect: %v\n\n%s", err, usage.usage)
+		// One line: the error is not buried under the help text.
+		fmt.Fprintf(stderr, "tcpconnect: %v (see tcpconnect --help)\n", err)
 		return 2
 	}
 	// A closed stdout must end the run cleanly, not kill it.
 	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (the terminal went away, or a supervisor's reload) ends the
+	// run like SIGTERM: detached, with the exit line.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := run(ctx, opts, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "tcpconnect: %v\n", err)

@@ -76,6 +76,10 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
+// maxPending bounds Config.MaxPending: the attempts map is allocated in
+// full when loaded.
+const maxPending = 1 << 20
+
 // DefaultBufferSize is the ring buffer size when Config.BufferSize is 0.
 const DefaultBufferSize = 4 << 20
 
@@ -213,6 +217,9 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		return fmt.Errorf("buffer size %d is not a power of two multiple of the page size (%d)", cfg.BufferSize, os.Getpagesize())
 	}
 	spec.Maps["events"].MaxEntries = uint32(cfg.BufferSize)
+	if cfg.MaxPending < 1 || cfg.MaxPending > maxPending {
+		return fmt.Errorf("max pending %d: want 1 to %d", cfg.MaxPending, maxPending)
+	}
 	spec.Maps["attempts"].MaxEntries = uint32(cfg.MaxPending)
 	if len(cfg.Ports) > int(spec.Maps["ports"].MaxEntries) {
 		return fmt.Errorf("at most %d ports can be filtered", spec.Maps["ports"].MaxEntries)
