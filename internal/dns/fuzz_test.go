@@ -15,7 +15,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	q := query(f, 7, "www.example.test.", dns.TypeA)
 	a := reply(f, q, "www.example.test. 60 IN CNAME e.cdn.test.", "e.cdn.test. 60 IN A 192.0.2.1")
 	loop := append([]byte(nil), a[:12]...)
-	binary.BigEndian.PutUint16(loop[4:], 1)    // one question
+	binary.BigEndian.PutUint16(loop[4:], 1)   // one question
 	loop = append(loop, 0xc0, 12, 0, 1, 0, 1) // whose name points at itself
 	huge := append([]byte(nil), a...)
 	binary.BigEndian.PutUint16(huge[6:], 0xffff) // 65535 answers claimed
