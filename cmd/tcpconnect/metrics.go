@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,11 +18,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/pflag"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/metrics"
 	"github.com/tcpconnect/tcpconnect/internal/output"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
+	"golang.org/x/net/netutil"
 )
 
 // Output formats (--output).
@@ -39,6 +42,7 @@ type daemonOptions struct {
 	metricsAddr  string
 	metricsPorts string
 	ports        []uint16 // metricsPorts, parsed
+	webConfig    string   // --web.config.file: TLS and basic auth
 }
 
 // addDaemonFlags declares the daemon flags on fs; fillDaemon checks them
@@ -48,6 +52,7 @@ func addDaemonFlags(fs *pflag.FlagSet, d *daemonOptions) {
 	fs.BoolVarP(&d.quiet, "quiet", "q", false, "same as --output none")
 	fs.StringVar(&d.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (like :9464) and health at /healthz; implies -r")
 	fs.StringVar(&d.metricsPorts, "metrics-ports", "", "also count attempts per destination port, for these `PORTS` only (comma-separated, up to 64)")
+	fs.StringVar(&d.webConfig, "web.config.file", "", "TLS and basic auth for --metrics-addr: a Prometheus exporter-toolkit web config `FILE`")
 }
 
 // fillDaemon settles the output format and the metrics options. changed
@@ -84,6 +89,9 @@ func (o *options) fillDaemon(changed func(name string) bool) error {
 			return usagef("invalid --metrics-ports %q: %v", d.metricsPorts, err)
 		}
 		d.ports = ports
+	}
+	if d.webConfig != "" && d.metricsAddr == "" {
+		return usagef("--web.config.file needs --metrics-addr")
 	}
 	if d.metricsAddr == "" {
 		return nil
@@ -179,19 +187,39 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 	if err != nil {
 		return nil, nil, err
 	}
+	webConfig := o.daemon.webConfig
+	if webConfig != "" {
+		// Checked before listening: a broken file is a failed start, not
+		// an endpoint that refuses every scrape.
+		if err := web.Validate(webConfig); err != nil {
+			return nil, nil, fmt.Errorf("--web.config.file %s: %w", webConfig, err)
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
 	}
+	// Whoever can reach the port must not be able to starve the tool:
+	// connections beyond the bound wait in the kernel's accept queue
+	// (costing us no fd and no memory), and every connection, idle or
+	// slow, is closed within the timeouts.
+	ln = netutil.LimitListener(ln, metricsMaxConns)
 	srv := &http.Server{
 		Handler:           m.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          log.New(stderr, "tcpconnect: metrics: ", 0),
 	}
 	served := make(chan struct{})
+	flags := &web.FlagConfig{WebConfigFile: &webConfig}
+	// exporter-toolkit logs at Info each start; only its warnings matter.
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
 		defer close(served)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := web.Serve(ln, srv, flags, logger); !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintf(stderr, "tcpconnect: warning: metrics server stopped: %v\n", err)
 		}
 	}()
@@ -212,6 +240,10 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 	}
 	return metricsPrinter{Printer: p, m: m}, stop, nil
 }
+
+// metricsMaxConns bounds the metrics endpoint's open connections: a
+// Prometheus server or two, a kubelet probe, a person with curl.
+const metricsMaxConns = 32
 
 // statsReader reads the tracer's counters for scrapes, until detach: a
 // scrape still running when the tracer closes must not touch its maps.
