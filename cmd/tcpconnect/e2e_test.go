@@ -109,14 +109,24 @@ var idsRE = regexp.MustCompile(`program IDs \[([0-9 ]*)\], link IDs \[([0-9 ]*)\
 // is tracing.
 func startTool(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startToolWith(t, nil, args...)
+}
+
+// startToolWith is startTool with start, if set, in charge of starting
+// the command (from a thread with namespaces or capabilities of its own).
+func startToolWith(t *testing.T, start func(*exec.Cmd) error, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary(t), append(backendArgs(), args...)...)
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &syncBuffer{}}
 	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
