@@ -14,7 +14,7 @@ import (
 
 // hostile names every cgroup and every address with what the fuzzer
 // gives, as a hostile container runtime or DNS server would.
-type hostile struct{ path, name string }
+type hostile struct{ path string }
 
 func (h hostile) Lookup(uint64) (string, string) { return h.path, cgroups.ContainerID(h.path) }
 
