@@ -37,10 +37,10 @@ func runDNSChildIfRequested() {
 	var err error
 	f := strings.Fields(spec)
 	switch {
-	case f[0] == "unshare":
+	case f[0] == "unshare" && len(f) == 2:
 		err = dnsUnshare()
-	case f[0] == "attacker":
-		err = dnsAttacker()
+	case f[0] == "attacker" && len(f) == 2:
+		err = dnsAttacker(f[1])
 	case f[0] == "resolve" && len(f) == 4:
 		err = dnsResolveAndConnect(f[1], f[2], netip.MustParseAddrPort(f[3]))
 	default:
@@ -58,7 +58,7 @@ func runDNSChildIfRequested() {
 // there) with a network namespace of its own.
 func dnsUnshare() error {
 	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), dnsChildEnv+"=attacker")
+	cmd.Env = append(os.Environ(), dnsChildEnv+"=attacker "+strings.Fields(os.Getenv(dnsChildEnv))[1])
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	uid, gid := os.Getuid(), os.Getgid()
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -80,7 +80,7 @@ const bankName = "www.bank.example."
 // that was not asked. Then it connects to 127.0.0.1 and prints "forged
 // SPORT DPORT". Then it asks for real, answers for real, connects again
 // and prints "real SPORT DPORT": its own connect may carry the name.
-func dnsAttacker() error {
+func dnsAttacker(port string) error {
 	runtime.LockOSThread()
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
@@ -97,7 +97,7 @@ func dnsAttacker() error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := net.Listen("tcp4", "127.0.0.1:"+port)
 	if err != nil {
 		return err
 	}
@@ -237,11 +237,14 @@ func dnsResolveAndConnect(server, name string, target netip.AddrPort) error {
 func TestDNSForgeryByUnprivilegedUser(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	hostTarget := testutil.Listen(t, nil, "tcp4", "127.0.0.1:0")
-	p := startTool(t, "-d", "--json")
+	// The attacker listens on the same port in its own namespace, so
+	// that -P keeps the host's other connects out of the output.
+	port := strconv.Itoa(int(hostTarget.Port()))
+	p := startTool(t, "-d", "--json", "-P", port)
 
 	// As nobody, who then makes a user and a network namespace.
 	cmd := exec.Command(testutil.WorldExecutable(t), "-test.run=^$")
-	cmd.Env = append(os.Environ(), dnsChildEnv+"=unshare")
+	cmd.Env = append(os.Environ(), dnsChildEnv+"=unshare "+port)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.Output()
 	if err != nil {
@@ -337,7 +340,9 @@ func TestDNSNamesStayWithTheirUser(t *testing.T) {
 func TestDNSLossReported(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	ns := testutil.NewNetNS(t)
-	p := startTool(t, "-d", "--buffer-size", "4K", "--metrics-addr", "127.0.0.1:0")
+	// -P 9: no connect of the host is printed, so no output piles up
+	// while nothing reads it.
+	p := startTool(t, "-d", "--buffer-size", "4K", "--metrics-addr", "127.0.0.1:0", "-P", "9")
 	base := p.metricsURL(t)
 
 	const sent = 20000
