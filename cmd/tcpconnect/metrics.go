@@ -24,7 +24,6 @@ import (
 	"github.com/tcpconnect/tcpconnect/internal/metrics"
 	"github.com/tcpconnect/tcpconnect/internal/output"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
-	"golang.org/x/net/netutil"
 )
 
 // Output formats (--output).
@@ -200,10 +199,11 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 		return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
 	}
 	// Whoever can reach the port must not be able to starve the tool:
-	// connections beyond the bound wait in the kernel's accept queue
-	// (costing us no fd and no memory), and every connection, idle or
-	// slow, is closed within the timeouts.
-	ln = netutil.LimitListener(ln, metricsMaxConns)
+	// connections beyond the bound are closed as soon as they are
+	// accepted (left in the accept queue, thousands of them would stand
+	// before the next scrape once a flood ends), and every connection,
+	// idle or slow, is closed within the timeouts.
+	ln = &boundedListener{Listener: ln, slots: make(chan struct{}, metricsMaxConns)}
 	srv := &http.Server{
 		Handler:           m.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -244,6 +244,40 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 // metricsMaxConns bounds the metrics endpoint's open connections: a
 // Prometheus server or two, a kubelet probe, a person with curl.
 const metricsMaxConns = 32
+
+// boundedListener accepts at most cap(slots) connections at once and
+// closes the others at once.
+type boundedListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *boundedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &boundedConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			c.Close()
+		}
+	}
+}
+
+type boundedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *boundedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
 
 // statsReader reads the tracer's counters for scrapes, until detach: a
 // scrape still running when the tracer closes must not touch its maps.
