@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,7 +89,7 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 		lport      bool
 		backend    string
 		bufSize    string
-		maxPending int
+		maxPending int64
 		failed     bool
 		minLatency float64
 		help       bool
@@ -112,7 +113,7 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.Lookup("container").NoOptDefVal = containerColumnOnly
 	fs.BoolVarP(&o.extended, "extended", "x", false, "add PPID and CGROUP columns")
 	fs.BoolVarP(&o.dns, "dns", "d", false, "add a DNAME column: the host name the process resolved to DADDR (from DNS answers seen on this host)")
-	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", dns.DefaultSize, "most host names -d remembers")
+	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", dns.DefaultSize, fmt.Sprintf("most host names -d remembers (at most %d)", maxDNSCacheSize))
 	fs.StringVar(&o.cgroupPath, "cgroup", "", "only processes in this cgroup v2 `PATH` or below it")
 	fs.StringVar(&netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
 	fs.StringVar(&o.tracer.CgroupMap, "cgroupmap", "", "bcc: only cgroups whose ids are keys of this pinned BPF hash `MAP`")
@@ -120,7 +121,7 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.StringVar(&backend, "backend", "auto", "how to hook the kernel: auto, fentry, kprobe or sockops")
 	fs.BoolVar(&o.tracer.SyncErrors, "sync-errors", false, "sockops backend: also report connect()s that fail before any SYN for lack of a route (with their errno) by hooking the connect syscall; slows every syscall of every process on the host by ~35 % (README)")
 	fs.StringVar(&bufSize, "buffer-size", formatSize(tracer.DefaultBufferSize), "ring buffer size in bytes (K and M suffixes; a power of two)")
-	fs.IntVar(&maxPending, "max-pending", tracer.DefaultMaxPending, "attempts awaiting an answer that -r can follow at once")
+	fs.Int64Var(&maxPending, "max-pending", tracer.DefaultMaxPending, fmt.Sprintf("attempts awaiting an answer that -r can follow at once (at most %d)", maxMaxPending))
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr which backend was chosen and why others were not")
 	fs.BoolVarP(&help, "help", "h", false, "show this help")
 
@@ -161,7 +162,21 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	return &o, nil
 }
 
-func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize string, maxPending int, failed bool, minLatency float64) error {
+// Upper bounds of numeric flags: each costs memory (the attempts map is
+// allocated in full in the kernel, ~170 bytes an entry, charged to our
+// cgroup; a name ~300 bytes of heap), and the DaemonSet runs in 256 MiB.
+const (
+	maxMaxPending   = 1 << 18
+	maxDNSCacheSize = 100000
+	// A handshake that takes longer than a day has long been given up
+	// (tcp_syn_retries at its largest gives up within hours).
+	maxMinLatencyMS = 24 * 3600 * 1000
+	// maxPorts is the size of the kernel's port filter (ports in
+	// bpf/tcpconnect.bpf.c).
+	maxPorts = 64
+)
+
+func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize string, maxPending int64, failed bool, minLatency float64) error {
 	c := &o.tracer
 	if pid != "" {
 		n, err := strconv.ParseUint(pid, 10, 32)
@@ -183,7 +198,12 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 			if err != nil || n == 0 {
 				return usagef("invalid port %q: want 1-65535", p)
 			}
-			c.Ports = append(c.Ports, uint16(n))
+			if !slices.Contains(c.Ports, uint16(n)) {
+				c.Ports = append(c.Ports, uint16(n))
+			}
+		}
+		if len(c.Ports) > maxPorts {
+			return usagef("-P lists %d ports: at most %d", len(c.Ports), maxPorts)
 		}
 	}
 	switch {
@@ -204,12 +224,13 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 		return errUsage{err: err}
 	}
 	c.BufferSize = size
-	if maxPending < 1 {
-		return usagef("invalid --max-pending %d: want at least 1", maxPending)
+	if maxPending < 1 || maxPending > maxMaxPending {
+		return usagef("invalid --max-pending %d: want 1 to %d", maxPending, maxMaxPending)
 	}
-	c.MaxPending = maxPending
-	if minLatency < 0 {
-		return usagef("invalid --min-latency %v: want 0 or more", minLatency)
+	c.MaxPending = int(maxPending)
+	// !(x >= 0) also catches NaN.
+	if !(minLatency >= 0) || minLatency > maxMinLatencyMS {
+		return usagef("invalid --min-latency %v: want 0 to %d milliseconds", minLatency, maxMinLatencyMS)
 	}
 	if failed || minLatency > 0 {
 		o.results = true
@@ -228,8 +249,8 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 const containerColumnOnly = "-"
 
 func (o *options) fillContext(containerSet bool, netns string) error {
-	if o.dnsCacheSize < 1 {
-		return usagef("invalid --dns-cache-size %d: want at least 1", o.dnsCacheSize)
+	if o.dnsCacheSize < 1 || o.dnsCacheSize > maxDNSCacheSize {
+		return usagef("invalid --dns-cache-size %d: want 1 to %d", o.dnsCacheSize, maxDNSCacheSize)
 	}
 	if containerSet {
 		o.container = true
@@ -244,15 +265,11 @@ func (o *options) fillContext(containerSet bool, netns string) error {
 		}
 	}
 	if netns != "" {
-		if n, err := strconv.ParseUint(netns, 10, 32); err == nil {
-			o.tracer.Netns = uint32(n)
-		} else {
-			var st unix.Stat_t
-			if err := unix.Stat(netns, &st); err != nil {
-				return usagef("invalid --netns %q: want an inode number or a namespace file: %v", netns, err)
-			}
-			o.tracer.Netns = uint32(st.Ino)
+		ino, err := parseNetns(netns)
+		if err != nil {
+			return err
 		}
+		o.tracer.Netns = ino
 	}
 	return nil
 }
@@ -269,6 +286,37 @@ func formatSize(n int) string {
 	return strconv.Itoa(n)
 }
 
+// parseNetns reads --netns: a namespace inode number, or a file that is a
+// network namespace (/proc/PID/ns/net, a bind mount of one under
+// /run/netns). Any other file would filter everything out.
+func parseNetns(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		if n == 0 {
+			return 0, usagef("invalid --netns 0: want a namespace inode number or a network namespace file")
+		}
+		return uint32(n), nil
+	}
+	fd, err := unix.Open(s, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, usagef("invalid --netns %q: want an inode number or a network namespace file: %v", s, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	var sfs unix.Statfs_t
+	if unix.Fstat(fd, &st) != nil || unix.Fstatfs(fd, &sfs) != nil || sfs.Type != unix.NSFS_MAGIC {
+		return 0, usagef("invalid --netns %q: not a namespace file (want /proc/PID/ns/net or an inode number)", s)
+	}
+	// NS_GET_NSTYPE (Linux 4.11) says which kind of namespace it is.
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil {
+		return 0, usagef("invalid --netns %q: cannot tell its namespace type: %v", s, err)
+	}
+	if typ != unix.CLONE_NEWNET {
+		return 0, usagef("invalid --netns %q: a namespace, but not a network namespace", s)
+	}
+	return uint32(st.Ino), nil
+}
+
 // parseSize reads a byte count with an optional K or M suffix.
 func parseSize(s string) (int, error) {
 	mult := 1
@@ -282,6 +330,9 @@ func parseSize(s string) (int, error) {
 	n, err := strconv.Atoi(t)
 	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("invalid --buffer-size %q: want a size like 4M", s)
+	}
+	if n > (1<<30)/mult {
+		return 0, fmt.Errorf("invalid --buffer-size %q: want a power of two from 4K to 1024M", s)
 	}
 	size := n * mult
 	if size&(size-1) != 0 || size < 4096 || size > 1<<30 {

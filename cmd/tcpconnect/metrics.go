@@ -35,6 +35,7 @@ type daemonOptions struct {
 	metricsAddr  string
 	metricsPorts string
 	ports        []uint16 // metricsPorts, parsed
+	webConfig    string   // --web.config.file: TLS and basic auth
 }
 
 // addDaemonFlags declares the daemon flags on fs; fillDaemon checks them
@@ -44,6 +45,7 @@ func addDaemonFlags(fs *pflag.FlagSet, d *daemonOptions) {
 	fs.BoolVarP(&d.quiet, "quiet", "q", false, "same as --output none")
 	fs.StringVar(&d.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (like :9464) and health at /healthz; implies -r")
 	fs.StringVar(&d.metricsPorts, "metrics-ports", "", "also count attempts per destination port, for these `PORTS` only (comma-separated, up to 64)")
+	fs.StringVar(&d.webConfig, "web.config.file", "", "TLS and basic auth for --metrics-addr: a Prometheus exporter-toolkit web config `FILE`")
 }
 
 // fillDaemon settles the output format and the metrics options. changed
@@ -80,6 +82,9 @@ func (o *options) fillDaemon(changed func(name string) bool) error {
 			return usagef("invalid --metrics-ports %q: %v", d.metricsPorts, err)
 		}
 		d.ports = ports
+	}
+	if d.webConfig != "" && d.metricsAddr == "" {
+		return usagef("--web.config.file needs --metrics-addr")
 	}
 	if d.metricsAddr == "" {
 		return nil
@@ -163,9 +168,10 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 			ConstLabels: labels,
 			Ports:       o.daemon.ports,
 		},
-		Addr:     o.daemon.metricsAddr,
-		Kernel:   o.tracer.KernelMetrics,
-		ErrorLog: stderr,
+		Addr:          o.daemon.metricsAddr,
+		Kernel:        o.tracer.KernelMetrics,
+		WebConfigFile: o.daemon.webConfig,
+		ErrorLog:      stderr,
 	}, t)
 	if err != nil {
 		return nil, nil, err

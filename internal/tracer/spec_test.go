@@ -167,18 +167,20 @@ func TestDecode(t *testing.T) {
 // TestDNSRecord: a DNS record's message is bounded by its buffer, whatever
 // its length field says.
 func TestDNSRecord(t *testing.T) {
-	r := &tcpconnectDnsRecord{Kind: uint8(recordDNS), Tcp: 1, Len: 3}
+	r := &tcpconnectDnsRecord{Kind: uint8(recordDNS), Tcp: 1, Query: 1, Len: 3, Family: afInet, Port: 53, SockCookie: 7, NetnsIno: 9, Uid: 11}
+	copy(r.Addr[:], []byte{127, 0, 0, 53})
 	copy(r.Msg[:], "abc")
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(r)), unsafe.Sizeof(*r))
-	msg, tcp, err := dnsMessage(raw)
-	if err != nil || string(msg) != "abc" || !tcp {
-		t.Errorf("got %q %v %v", msg, tcp, err)
+	var m DNSMessage
+	if !decodeDNS(raw, &m) || string(m.Msg) != "abc" || !m.TCP || !m.Query || m.Socket != 7 || m.Netns != 9 || m.UID != 11 ||
+		m.Server != netip.MustParseAddrPort("127.0.0.53:53") {
+		t.Errorf("got %+v", m)
 	}
 	r.Len = 1 << 20
-	if msg, _, err := dnsMessage(raw); err != nil || len(msg) != len(r.Msg) {
-		t.Errorf("oversized length: %d bytes, %v", len(msg), err)
+	if !decodeDNS(raw, &m) || len(m.Msg) != len(r.Msg) {
+		t.Errorf("oversized length: %d bytes", len(m.Msg))
 	}
-	if _, _, err := dnsMessage(raw[:100]); err == nil {
+	if decodeDNS(raw[:100], &m) {
 		t.Error("short DNS record accepted")
 	}
 }
