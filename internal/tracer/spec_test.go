@@ -179,7 +179,14 @@ func BenchmarkDecode(b *testing.B) {
 
 // sourceFiles are the inputs of go generate, in the order of
 // bpf/sources.sha256.
-var sourceFiles = []string{"bpf/tcpconnect.bpf.c", "bpf/tcpconnect.h", "bpf/headers/vmlinux.h"}
+var sourceFiles = []string{"bpf/tcpconnect.bpf.c", "bpf/tcpconnect.h", "bpf/headers/vmlinux.h", "bpf/headers/vmlinux_x86.h", "bpf/headers/vmlinux_arm64.h"}
+
+// generatedFiles are bpf2go's outputs, one object and one Go file per
+// target of gen.go.
+var generatedFiles = []string{
+	"tcpconnect_x86_bpfel.o", "tcpconnect_x86_bpfel.go",
+	"tcpconnect_arm64_bpfel.o", "tcpconnect_arm64_bpfel.go",
+}
 
 // TestGeneratedUpToDate fails when the BPF sources changed without `go
 // generate`: first by the recorded hashes (no clang needed), then, where
@@ -216,7 +223,7 @@ func TestGeneratedUpToDate(t *testing.T) {
 	if out, err := gen.CombinedOutput(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	for _, f := range []string{"tcpconnect_x86_bpfel.o", "tcpconnect_x86_bpfel.go"} {
+	for _, f := range generatedFiles {
 		fresh, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
