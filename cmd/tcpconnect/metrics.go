@@ -11,13 +11,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/buildinfo"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/metrics"
 	"github.com/tcpconnect/tcpconnect/internal/output"
@@ -115,20 +115,6 @@ func (o *options) fillDaemon(changed func(name string) bool) error {
 	return nil
 }
 
-// version is set at link time (-ldflags "-X main.version=v1.2.3"), as
-// the Containerfile does; otherwise the module version Go recorded.
-var version string
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "unknown"
-}
-
 // noOutput is --output none.
 type noOutput struct{}
 
@@ -165,9 +151,12 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 	if node := os.Getenv("NODE_NAME"); node != "" {
 		labels["node"] = node
 	}
+	build := buildinfo.Get()
 	mcfg := metrics.Config{
 		Backend:     string(t.Backend()),
-		Version:     versionString(),
+		Version:     build.Version,
+		Commit:      build.Commit,
+		GoVersion:   build.GoVersion,
 		ConstLabels: labels,
 		Ports:       o.daemon.ports,
 		Stats:       stats.read,
