@@ -238,24 +238,6 @@ func TestDaemonSetManifest(t *testing.T) {
 	}
 }
 
-// TestContainerfile: the image builds the command statically and starts
-// it; the binary it names is the one the DaemonSet runs.
-func TestContainerfile(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "Containerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(raw)
-	for _, want := range []string{"CGO_ENABLED=0", "./cmd/tcpconnect", `ENTRYPOINT ["/usr/local/bin/tcpconnect"]`, "-X main.version="} {
-		if !strings.Contains(s, want) {
-			t.Errorf("Containerfile lacks %q", want)
-		}
-	}
-	if !regexp.MustCompile(`(?m)^FROM \S*(distroless/static|scratch)\S*\s*$`).MatchString(s) {
-		t.Error("the final image is not distroless/static or scratch")
-	}
-}
-
 var metricsAddrRE = regexp.MustCompile(`serving metrics on http://(\S+)/metrics`)
 
 // metricsURL returns the base URL the tool says it serves on.
