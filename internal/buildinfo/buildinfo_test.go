@@ -75,10 +75,9 @@ func TestLinkerFlags(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program")
 	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	bin := filepath.Join(t.TempDir(), "v")
 	pkg := "github.com/tcpconnect/tcpconnect/internal/buildinfo"
-	build := exec.Command(gobin, "build", "-o", bin,
+	build := exec.Command("go", "build", "-o", bin,
 		"-ldflags", "-X "+pkg+".version=v9.8.7 -X "+pkg+".commit=feedface",
 		"./testdata/printversion")
 	if out, err := build.CombinedOutput(); err != nil {
