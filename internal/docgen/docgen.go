@@ -61,8 +61,16 @@ func Flags(fs *pflag.FlagSet) []Flag {
 			fl.Arg = arg
 			if !strings.Contains(f.Usage, "`") {
 				// No `NAME` in the usage, so pflag named the type
-				// ("string"); the flag's own name reads better.
-				fl.Arg = strings.ToUpper(f.Name)
+				// ("string"): a number is N, anything else is named
+				// after the flag.
+				switch f.Value.Type() {
+				case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "float32", "float64":
+					fl.Arg = "N"
+				case "duration":
+					fl.Arg = "DURATION"
+				default:
+					fl.Arg = strings.ToUpper(f.Name)
+				}
 			}
 			fl.Optional = f.NoOptDefVal != ""
 			if !zeroDefault(f) {

@@ -28,7 +28,7 @@ func TestFlags(t *testing.T) {
 	want := []Flag{
 		{Long: "verbose", Short: "v", Usage: "say more"},
 		{Long: "mode", Arg: "MODE", Usage: "how to run: MODE is fast or slow", Default: "fast", Kind: Words, Words: []string{"fast", "slow"}},
-		{Long: "count", Arg: "COUNT", Usage: "stop after this many"},
+		{Long: "count", Arg: "N", Usage: "stop after this many"},
 		{Long: "tag", Arg: "PREFIX", Optional: true, Usage: "add a column; --tag=PREFIX also filters"},
 	}
 	if len(got) != len(want) {
@@ -75,7 +75,7 @@ func TestMan(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		".B tool\n[\\fB\\-v\\fR]\n[\\fB\\-\\-mode\\fR \\fIMODE\\fR]\n",
+		".B tool\n[\\fB\\-v\\fR]\n[\\fB\\-\\-mode\\fR\\ \\fIMODE\\fR]\n",
 		"[\\fB\\-\\-tag\\fR[=\\fIPREFIX\\fR]]\n",
 		".TP\n\\fB\\-v\\fR, \\fB\\-\\-verbose\\fR\nSay more.\n",
 		".TP\n\\fB\\-\\-mode\\fR \\fIMODE\\fR\nHow to run: MODE is fast or slow.\nDefault: \\fBfast\\fR.\n",

@@ -31,7 +31,8 @@ func Man(tmpl string, fs *pflag.FlagSet) (string, error) {
 		case f.Arg != "" && f.Optional:
 			spell += "[=" + italic(f.Arg) + "]"
 		case f.Arg != "":
-			spell += " " + italic(f.Arg)
+			// An unbreakable space: the value stays on its option's line.
+			spell += `\ ` + italic(f.Arg)
 		}
 		fmt.Fprintf(&syn, "[%s]\n", spell)
 
