@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"golang.org/x/sys/unix"
@@ -262,4 +263,66 @@ func bpf2goArgs(t *testing.T) []string {
 	}
 	t.Fatal("gen.go has no bpf2go line")
 	return nil
+}
+
+// TestObjectsAgree checks, on any host, that the committed object of
+// every architecture has the same programs, maps, variables and record
+// layouts as this architecture's, so that a build for the other one is
+// the same tool (the arm64 guest of tools/kernels runs it for real).
+func TestObjectsAgree(t *testing.T) {
+	host, err := loadTcpconnect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []string{"tcpconnect_x86_bpfel.o", "tcpconnect_arm64_bpfel.o"} {
+		spec, err := ebpf.LoadCollectionSpec(obj)
+		if err != nil {
+			t.Fatalf("%s: %v", obj, err)
+		}
+		for name, p := range host.Programs {
+			q, ok := spec.Programs[name]
+			if !ok {
+				t.Errorf("%s lacks program %s", obj, name)
+				continue
+			}
+			if q.Type != p.Type || q.AttachType != p.AttachType || q.SectionName != p.SectionName {
+				t.Errorf("%s: program %s is %v/%v in %s, here %v/%v in %s", obj, name, q.Type, q.AttachType, q.SectionName, p.Type, p.AttachType, p.SectionName)
+			}
+		}
+		if len(spec.Programs) != len(host.Programs) {
+			t.Errorf("%s has %d programs, this architecture's %d", obj, len(spec.Programs), len(host.Programs))
+		}
+		for name, m := range host.Maps {
+			n, ok := spec.Maps[name]
+			if !ok {
+				t.Errorf("%s lacks map %s", obj, name)
+			} else if n.Type != m.Type || n.KeySize != m.KeySize || n.ValueSize != m.ValueSize || n.MaxEntries != m.MaxEntries {
+				t.Errorf("%s: map %s differs: %+v, here %+v", obj, name, n, m)
+			}
+		}
+		for name := range host.Variables {
+			if _, ok := spec.Variables[name]; !ok {
+				t.Errorf("%s lacks variable %s", obj, name)
+			}
+		}
+		for _, typ := range []string{"event", "dns_record", "count_key", "outcome_key"} {
+			var a, b *btf.Struct
+			if err := host.Types.TypeByName(typ, &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := spec.Types.TypeByName(typ, &b); err != nil {
+				t.Errorf("%s: %v", obj, err)
+				continue
+			}
+			if a.Size != b.Size || len(a.Members) != len(b.Members) {
+				t.Errorf("%s: struct %s is %d bytes with %d members, here %d with %d", obj, typ, b.Size, len(b.Members), a.Size, len(a.Members))
+				continue
+			}
+			for i := range a.Members {
+				if a.Members[i].Name != b.Members[i].Name || a.Members[i].Offset != b.Members[i].Offset {
+					t.Errorf("%s: struct %s member %d is %s at %v, here %s at %v", obj, typ, i, b.Members[i].Name, b.Members[i].Offset, a.Members[i].Name, a.Members[i].Offset)
+				}
+			}
+		}
+	}
 }
