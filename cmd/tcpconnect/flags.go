@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/buildinfo"
 	"github.com/tcpconnect/tcpconnect/internal/dns"
+	"github.com/tcpconnect/tcpconnect/internal/docgen"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
 	"golang.org/x/sys/unix"
@@ -52,7 +54,8 @@ func usagef(format string, args ...any) error {
 	return errUsage{err: fmt.Errorf(format, args...)}
 }
 
-// errHelp means -h was asked for: usage on stdout, exit 0.
+// errHelp means -h or --version was asked for: the answer went to
+// stdout; exit 0.
 var errHelp = errors.New("help requested")
 
 const usageHead = `Usage: tcpconnect [OPTIONS]
@@ -73,40 +76,48 @@ Examples:
 Options:
 `
 
-// parseFlags turns args (without the program name) into options. Usage
-// errors come back as errUsage, carrying the usage text; -h writes it to
-// helpOut.
-func parseFlags(args []string, helpOut io.Writer) (*options, error) {
+// flagValues holds what the command line sets before parseFlags checks
+// it and turns it into options.
+type flagValues struct {
+	o          options
+	pid        string
+	ports      string
+	uid        string
+	ipv4, ipv6 bool
+	lport      bool
+	backend    string
+	bufSize    string
+	maxPending int64
+	failed     bool
+	minLatency float64
+	help       bool
+	version    bool
+	netns      string
+}
+
+// newFlagSet declares every flag. It is the one description of the
+// command line: the help text, the man page, docs/flags.md and the shell
+// completions are all made from it (docs_test.go), so a flag declared here
+// is documented everywhere. docgen.Complete annotations tell the completions
+// what a flag's value can be.
+func newFlagSet() (*pflag.FlagSet, *flagValues) {
 	fs := pflag.NewFlagSet("tcpconnect", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
-	var (
-		o          options
-		pid        string
-		ports      string
-		uid        string
-		ipv4, ipv6 bool
-		lport      bool
-		backend    string
-		bufSize    string
-		maxPending int64
-		failed     bool
-		minLatency float64
-		help       bool
-		netns      string
-	)
+	v := &flagValues{}
+	o := &v.o
 	fs.BoolVarP(&o.stamp, "timestamp", "t", false, "include a TIME(s) column: seconds since tracing started")
-	fs.StringVarP(&pid, "pid", "p", "", "trace this PID only")
-	fs.StringVarP(&ports, "port", "P", "", "comma-separated list of destination ports to trace")
-	fs.BoolVarP(&ipv4, "ipv4", "4", false, "trace IPv4 family only")
-	fs.BoolVarP(&ipv6, "ipv6", "6", false, "trace IPv6 family only")
+	fs.StringVarP(&v.pid, "pid", "p", "", "trace this `PID` only")
+	fs.StringVarP(&v.ports, "port", "P", "", "comma-separated list of destination `PORTS` to trace")
+	fs.BoolVarP(&v.ipv4, "ipv4", "4", false, "trace IPv4 family only")
+	fs.BoolVarP(&v.ipv6, "ipv6", "6", false, "trace IPv6 family only")
 	fs.BoolVarP(&o.uidCol, "print-uid", "U", false, "include a UID column")
-	fs.StringVarP(&uid, "uid", "u", "", "trace this UID only")
+	fs.StringVarP(&v.uid, "uid", "u", "", "trace this `UID` only")
 	fs.BoolVarP(&o.count, "count", "c", false, "count connects per source address, destination address and port; print at Ctrl-C")
-	fs.BoolVarP(&lport, "lport", "L", false, "accepted for bcc compatibility: SPORT is always shown")
+	fs.BoolVarP(&v.lport, "lport", "L", false, "accepted for bcc compatibility: SPORT is always shown")
 	fs.BoolVarP(&o.results, "result", "r", false, "print each attempt when it ends, with LAT(ms) and RESULT columns")
-	fs.BoolVar(&failed, "failed", false, "only failed attempts (implies -r)")
-	fs.Float64Var(&minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
+	fs.BoolVar(&v.failed, "failed", false, "only failed attempts (implies -r)")
+	fs.Float64Var(&v.minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema: docs/json.md)")
 	addDaemonFlags(fs, &o.daemon)
 	fs.StringVar(&o.containerPrefix, "container", "", "add a CONTAINER column; --container=`ID-PREFIX` also keeps only containers whose id starts so")
@@ -115,16 +126,38 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVarP(&o.dns, "dns", "d", false, "add a DNAME column: the host name the process resolved to DADDR (from DNS answers seen on this host)")
 	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", dns.DefaultSize, fmt.Sprintf("most host names -d remembers (at most %d)", maxDNSCacheSize))
 	fs.StringVar(&o.cgroupPath, "cgroup", "", "only processes in this cgroup v2 `PATH` or below it")
-	fs.StringVar(&netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
+	fs.StringVar(&v.netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
 	fs.StringVar(&o.tracer.CgroupMap, "cgroupmap", "", "bcc: only cgroups whose ids are keys of this pinned BPF hash `MAP`")
 	fs.StringVar(&o.tracer.MntnsMap, "mntnsmap", "", "bcc: only mount namespaces whose inodes are keys of this pinned BPF hash `MAP`")
-	fs.StringVar(&backend, "backend", "auto", "how to hook the kernel: auto, fentry, kprobe or sockops")
-	fs.BoolVar(&o.tracer.SyncErrors, "sync-errors", false, "sockops backend: also report connect()s that fail before any SYN for lack of a route (with their errno) by hooking the connect syscall; slows every syscall of every process on the host by ~35 % (README)")
-	fs.StringVar(&bufSize, "buffer-size", formatSize(tracer.DefaultBufferSize), "ring buffer size in bytes (K and M suffixes; a power of two)")
-	fs.Int64Var(&maxPending, "max-pending", tracer.DefaultMaxPending, fmt.Sprintf("attempts awaiting an answer that -r can follow at once (at most %d)", maxMaxPending))
+	fs.StringVar(&v.backend, "backend", "auto", "how to hook the kernel: `BACKEND` is auto, fentry, kprobe or sockops")
+	fs.BoolVar(&o.tracer.SyncErrors, "sync-errors", false, "sockops backend: also report connect()s that fail before any SYN for lack of a route (with their errno) by hooking the connect syscall; slows every syscall of every process on the host by ~35 % (docs/backends.md)")
+	fs.StringVar(&v.bufSize, "buffer-size", formatSize(tracer.DefaultBufferSize), "ring buffer `SIZE` in bytes (K and M suffixes; a power of two)")
+	fs.Int64Var(&v.maxPending, "max-pending", tracer.DefaultMaxPending, fmt.Sprintf("attempts awaiting an answer that -r can follow at once (at most %d)", maxMaxPending))
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr which backend was chosen and why others were not")
-	fs.BoolVarP(&help, "help", "h", false, "show this help")
+	fs.BoolVar(&v.version, "version", false, "print the version, the commit and the Go version of this build, and exit")
+	fs.BoolVarP(&v.help, "help", "h", false, "show this help")
 
+	backends := []string{string(tracer.BackendAuto)}
+	for _, b := range tracer.Backends {
+		backends = append(backends, string(b))
+	}
+	docgen.Complete(fs, "backend", docgen.Words, backends...)
+	docgen.Complete(fs, "output", docgen.Words, outputTable, outputJSON, outputNone)
+	docgen.Complete(fs, "pid", docgen.PIDs)
+	docgen.Complete(fs, "uid", docgen.UIDs)
+	docgen.Complete(fs, "cgroup", docgen.Dirs)
+	docgen.Complete(fs, "netns", docgen.Files)
+	docgen.Complete(fs, "cgroupmap", docgen.Files)
+	docgen.Complete(fs, "mntnsmap", docgen.Files)
+	return fs, v
+}
+
+// parseFlags turns args (without the program name) into options. Usage
+// errors come back as errUsage, carrying the usage text; -h writes it to
+// helpOut, and --version its line.
+func parseFlags(args []string, helpOut io.Writer) (*options, error) {
+	fs, v := newFlagSet()
+	o := &v.o
 	usage := usageHead + fs.FlagUsages()
 	withUsage := func(err error) error {
 		var u errUsage
@@ -137,8 +170,12 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, withUsage(err)
 	}
-	if help {
+	if v.help {
 		fmt.Fprint(helpOut, usage)
+		return nil, errHelp
+	}
+	if v.version {
+		fmt.Fprintln(helpOut, buildinfo.Get())
 		return nil, errHelp
 	}
 	if fs.NArg() > 0 {
@@ -149,9 +186,9 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 		}
 		return nil, withUsage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
-	err := o.fill(pid, ports, uid, ipv4, ipv6, backend, bufSize, maxPending, failed, minLatency)
+	err := o.fill(v.pid, v.ports, v.uid, v.ipv4, v.ipv6, v.backend, v.bufSize, v.maxPending, v.failed, v.minLatency)
 	if err == nil {
-		err = o.fillContext(fs.Changed("container"), netns)
+		err = o.fillContext(fs.Changed("container"), v.netns)
 	}
 	if err == nil {
 		err = o.fillDaemon(fs.Changed)
@@ -159,7 +196,7 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	if err != nil {
 		return nil, withUsage(err)
 	}
-	return &o, nil
+	return o, nil
 }
 
 // Upper bounds of numeric flags: each costs memory (the attempts map is

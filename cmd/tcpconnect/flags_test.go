@@ -5,10 +5,12 @@ package main
 import (
 	"bytes"
 	"strconv"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tcpconnect/tcpconnect/internal/buildinfo"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
 )
@@ -124,5 +126,46 @@ func TestContextFlags(t *testing.T) {
 	}
 	if !o.container || o.containerPrefix != "4f1c" || o.tracer.Netns == 0 {
 		t.Errorf("parsed %+v", o)
+	}
+}
+
+// parseVersionLine splits "tcpconnect VERSION (commit COMMIT, GOVERSION,
+// OS/ARCH)".
+func parseVersionLine(line string) (version, commit, goVersion string, ok bool) {
+	rest, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "tcpconnect ")
+	if !ok || strings.Contains(rest, "\n") {
+		return "", "", "", false
+	}
+	version, rest, ok = strings.Cut(rest, " (commit ")
+	if !ok || !strings.HasSuffix(rest, ")") {
+		return "", "", "", false
+	}
+	parts := strings.Split(strings.TrimSuffix(rest, ")"), ", ")
+	if len(parts) != 3 || parts[1] == "" || parts[2] != runtime.GOOS+"/"+runtime.GOARCH {
+		return "", "", "", false
+	}
+	return version, parts[0], parts[1], version != "" && parts[0] != ""
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := realMain([]string{"--version"}, &out, &errb); code != 0 {
+		t.Errorf("--version: exit %d", code)
+	}
+	if errb.Len() != 0 {
+		t.Errorf("--version wrote to stderr: %q", errb.String())
+	}
+	want := buildinfo.Get()
+	v, c, g, ok := parseVersionLine(out.String())
+	if !ok || v != want.Version || c != want.Commit || g != runtime.Version() {
+		t.Errorf("--version printed %q; want version %q, commit %q, %s", out.String(), want.Version, want.Commit, runtime.Version())
+	}
+	// With other flags too, it answers and exits; a bad flag is still an error.
+	out.Reset()
+	if code := realMain([]string{"-t", "--version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "tcpconnect ") {
+		t.Errorf("-t --version: exit %d, %q", code, out.String())
+	}
+	if code := realMain([]string{"--version=maybe"}, &out, &errb); code != 2 {
+		t.Errorf("--version=maybe: exit %d, want 2", code)
 	}
 }

@@ -8,12 +8,12 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/buildinfo"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/metrics"
 	"github.com/tcpconnect/tcpconnect/internal/output"
@@ -116,20 +116,6 @@ func (o *options) fillDaemon(changed func(name string) bool) error {
 	return nil
 }
 
-// version is set at link time (-ldflags "-X main.version=v1.2.3"), as
-// the Containerfile does; otherwise the module version Go recorded.
-var version string
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "unknown"
-}
-
 // noOutput is --output none.
 type noOutput struct{}
 
@@ -161,10 +147,13 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 	if node := os.Getenv("NODE_NAME"); node != "" {
 		labels["node"] = node
 	}
+	build := buildinfo.Get()
 	srv, err := metrics.Serve(ctx, metrics.ServerConfig{
 		Config: metrics.Config{
 			Backend:     string(t.Backend()),
-			Version:     versionString(),
+			Version:     build.Version,
+			Commit:      build.Commit,
+			GoVersion:   build.GoVersion,
 			ConstLabels: labels,
 			Ports:       o.daemon.ports,
 		},

@@ -44,8 +44,8 @@ const (
 
 // Config says what to export.
 type Config struct {
-	// Backend and Version label tcpconnect_info.
-	Backend, Version string
+	// Backend, Version, Commit and GoVersion label tcpconnect_info.
+	Backend, Version, Commit, GoVersion string
 	// ConstLabels are added to every series this package exports,
 	// including the Go and process collectors' (the daemon uses it for
 	// "node", so that series from a fleet stay apart even when scraped
@@ -139,8 +139,8 @@ func New(cfg Config) (*Metrics, error) {
 	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "tcpconnect_info",
-		Help:        "Always 1; its labels say which kernel hook (backend) is attached and which tcpconnect runs.",
-		ConstLabels: prometheus.Labels{"backend": cfg.Backend, "version": cfg.Version},
+		Help:        "Always 1; its labels say which kernel hook (backend) is attached and which tcpconnect runs (version, commit, and the Go that built it).",
+		ConstLabels: prometheus.Labels{"backend": cfg.Backend, "version": cfg.Version, "commit": cfg.Commit, "goversion": cfg.GoVersion},
 	})
 	info.Set(1)
 

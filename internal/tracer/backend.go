@@ -21,9 +21,9 @@ const (
 	BackendSockops Backend = "sockops"
 )
 
-// autoOrder lists the backends in the order auto tries them: the most
+// Backends lists the backends in the order auto tries them: the most
 // direct hook first.
-var autoOrder = []Backend{BackendFentry, BackendKprobe, BackendSockops}
+var Backends = []Backend{BackendFentry, BackendKprobe, BackendSockops}
 
 // ParseBackend checks a --backend value.
 func ParseBackend(s string) (Backend, error) {
@@ -31,7 +31,7 @@ func ParseBackend(s string) (Backend, error) {
 	if b == BackendAuto {
 		return b, nil
 	}
-	for _, known := range autoOrder {
+	for _, known := range Backends {
 		if b == known {
 			return b, nil
 		}

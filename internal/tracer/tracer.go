@@ -163,7 +163,7 @@ func Open(cfg Config) (*Tracer, error) {
 
 	order := []Backend{cfg.Backend}
 	if cfg.Backend == BackendAuto {
-		order = autoOrder
+		order = Backends
 	}
 	var objs *loaded
 	var chosen Backend
