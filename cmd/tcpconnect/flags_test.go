@@ -4,8 +4,8 @@ package main
 
 import (
 	"bytes"
-	"strconv"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
