@@ -36,12 +36,20 @@ type tcpconnectCountKey struct {
 }
 
 type tcpconnectDnsRecord struct {
-	_    structs.HostLayout
-	Kind uint8
-	Tcp  uint8
-	Pad  uint16
-	Len  uint32
-	Msg  [1024]uint8
+	_          structs.HostLayout
+	Kind       uint8
+	Tcp        uint8
+	Query      uint8
+	Pad0       uint8
+	Len        uint32
+	SockCookie uint64
+	Addr       [16]uint8
+	NetnsIno   uint32
+	Uid        uint32
+	Port       uint16
+	Family     uint16
+	Pad1       uint32
+	Msg        [1024]uint8
 }
 
 type tcpconnectEvent struct {
@@ -114,6 +122,12 @@ const (
 	tcpconnectRecordKindRECORD_DNS     tcpconnectRecordKind = 3
 )
 
+type tcpconnectSockOwner struct {
+	_        structs.HostLayout
+	NetnsIno uint32
+	Uid      uint32
+}
+
 type tcpconnectStatIndex uint32
 
 const (
@@ -166,12 +180,15 @@ const (
 	tcpconnectMapMntnsmap                          = "mntnsmap"
 	tcpconnectMapOutcomeCounts                     = "outcome_counts"
 	tcpconnectMapPorts                             = "ports"
+	tcpconnectMapSockOwners                        = "sock_owners"
 	tcpconnectMapStats                             = "stats"
 	tcpconnectProgTcpconnectConnect4               = "tcpconnect_connect4"
 	tcpconnectProgTcpconnectConnect6               = "tcpconnect_connect6"
 	tcpconnectProgTcpconnectConnectEnter           = "tcpconnect_connect_enter"
 	tcpconnectProgTcpconnectConnectExit            = "tcpconnect_connect_exit"
 	tcpconnectProgTcpconnectDns                    = "tcpconnect_dns"
+	tcpconnectProgTcpconnectDnsQuery               = "tcpconnect_dns_query"
+	tcpconnectProgTcpconnectDnsSock                = "tcpconnect_dns_sock"
 	tcpconnectProgTcpconnectFentryStreamConnect    = "tcpconnect_fentry_stream_connect"
 	tcpconnectProgTcpconnectFentryTcpConnect       = "tcpconnect_fentry_tcp_connect"
 	tcpconnectProgTcpconnectFexitStreamConnect     = "tcpconnect_fexit_stream_connect"
@@ -261,6 +278,8 @@ type tcpconnectProgramSpecs struct {
 	TcpconnectConnectEnter           *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
 	TcpconnectDns                    *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
+	TcpconnectDnsQuery               *ebpf.ProgramSpec `ebpf:"tcpconnect_dns_query"`
+	TcpconnectDnsSock                *ebpf.ProgramSpec `ebpf:"tcpconnect_dns_sock"`
 	TcpconnectFentryStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
 	TcpconnectFexitStreamConnect     *ebpf.ProgramSpec `ebpf:"tcpconnect_fexit_stream_connect"`
@@ -290,6 +309,7 @@ type tcpconnectMapSpecs struct {
 	Mntnsmap      *ebpf.MapSpec `ebpf:"mntnsmap"`
 	OutcomeCounts *ebpf.MapSpec `ebpf:"outcome_counts"`
 	Ports         *ebpf.MapSpec `ebpf:"ports"`
+	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -360,6 +380,7 @@ type tcpconnectMaps struct {
 	Mntnsmap      *ebpf.Map `ebpf:"mntnsmap"`
 	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
 	Ports         *ebpf.Map `ebpf:"ports"`
+	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 }
 
@@ -377,6 +398,7 @@ func (m *tcpconnectMaps) Close() error {
 		m.Mntnsmap,
 		m.OutcomeCounts,
 		m.Ports,
+		m.SockOwners,
 		m.Stats,
 	)
 }
@@ -425,6 +447,8 @@ type tcpconnectPrograms struct {
 	TcpconnectConnectEnter           *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit            *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
 	TcpconnectDns                    *ebpf.Program `ebpf:"tcpconnect_dns"`
+	TcpconnectDnsQuery               *ebpf.Program `ebpf:"tcpconnect_dns_query"`
+	TcpconnectDnsSock                *ebpf.Program `ebpf:"tcpconnect_dns_sock"`
 	TcpconnectFentryStreamConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect       *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
 	TcpconnectFexitStreamConnect     *ebpf.Program `ebpf:"tcpconnect_fexit_stream_connect"`
@@ -445,6 +469,8 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectConnectEnter,
 		p.TcpconnectConnectExit,
 		p.TcpconnectDns,
+		p.TcpconnectDnsQuery,
+		p.TcpconnectDnsSock,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
 		p.TcpconnectFexitStreamConnect,
