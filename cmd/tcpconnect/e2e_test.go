@@ -216,10 +216,23 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal) {
 
 func (p *proc) checkDetached(t *testing.T) {
 	t.Helper()
+	// The kernel frees a tp_btf program's link, and only then the program,
+	// after an RCU grace period (bpf_link_free: dealloc_deferred), so a
+	// program of -r's packet hooks can outlive the process by a grace
+	// period; a program still there after several is leaked.
+	deadline := time.Now().Add(2 * time.Second)
 	for _, id := range p.progs {
-		if prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
+		for {
+			prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+			if err != nil {
+				break
+			}
 			prog.Close()
-			t.Errorf("program %d still loaded after exit", id)
+			if time.Now().After(deadline) {
+				t.Errorf("program %d still loaded 2s after exit", id)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	for _, id := range p.links {
