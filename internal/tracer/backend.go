@@ -58,6 +58,7 @@ type sharedObjects struct {
 	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
 	LatencyHist   *ebpf.Map `ebpf:"latency_hist"`
 	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
+	Procs         *ebpf.Map `ebpf:"procs"`
 }
 
 type fentryObjects struct {
@@ -224,7 +225,7 @@ func (l *loaded) closeShared() {
 	o := l.shared
 	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
 		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter,
-		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts)
+		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts, o.Procs)
 }
 
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".

@@ -34,7 +34,8 @@ const (
 	offKind      = 94
 	offOutcome   = 95
 	offComm      = 96
-	eventSize    = 112
+	offExecID    = 112
+	eventSize    = 120
 )
 
 const (
@@ -100,6 +101,8 @@ func decode(raw []byte, c clock, e *event.Event) error {
 	e.Kind = event.Kind(raw[offKind])
 	e.Result = event.ResultOf(raw[offOutcome], e.Errno)
 	copy(e.Comm[:], raw[offComm:offComm+16])
+	e.ExecID = le.Uint64(raw[offExecID:])
+	e.Proc = nil
 	return nil
 }
 

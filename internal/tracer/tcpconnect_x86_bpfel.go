@@ -64,6 +64,7 @@ type tcpconnectEvent struct {
 	Kind      uint8
 	Outcome   uint8
 	Comm      [16]int8
+	ExecId    uint64
 }
 
 type tcpconnectOutcomeKey struct {
@@ -73,6 +74,32 @@ type tcpconnectOutcomeKey struct {
 	Dport   uint16
 	Outcome uint8
 	Pad     [3]uint8
+}
+
+type tcpconnectProc struct {
+	_        structs.HostLayout
+	ExecId   uint64
+	ArgsLen  uint32
+	ExeLen   uint16
+	ArgsSize uint16
+	Flags    uint8
+	Sent     uint8
+	Pad      [6]uint8
+	Exe      [1024]uint8
+	Args     [2048]uint8
+}
+
+type tcpconnectProcRecord struct {
+	_            structs.HostLayout
+	Kind         uint8
+	ParentFlags  uint8
+	ParentExeLen uint16
+	Pid          uint32
+	Ppid         uint32
+	ParentComm   [16]uint8
+	Pad          [4]uint8
+	Proc         tcpconnectProc
+	ParentExe    [1024]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -90,14 +117,19 @@ const (
 	tcpconnectMapMntnsmap                       = "mntnsmap"
 	tcpconnectMapOutcomeCounts                  = "outcome_counts"
 	tcpconnectMapPorts                          = "ports"
+	tcpconnectMapProcScratch                    = "proc_scratch"
+	tcpconnectMapProcs                          = "procs"
 	tcpconnectMapStats                          = "stats"
 	tcpconnectProgTcpconnectConnect4            = "tcpconnect_connect4"
 	tcpconnectProgTcpconnectConnect6            = "tcpconnect_connect6"
 	tcpconnectProgTcpconnectConnectEnter        = "tcpconnect_connect_enter"
 	tcpconnectProgTcpconnectConnectExit         = "tcpconnect_connect_exit"
 	tcpconnectProgTcpconnectDns                 = "tcpconnect_dns"
+	tcpconnectProgTcpconnectExec                = "tcpconnect_exec"
+	tcpconnectProgTcpconnectExit                = "tcpconnect_exit"
 	tcpconnectProgTcpconnectFentryStreamConnect = "tcpconnect_fentry_stream_connect"
 	tcpconnectProgTcpconnectFentryTcpConnect    = "tcpconnect_fentry_tcp_connect"
+	tcpconnectProgTcpconnectFork                = "tcpconnect_fork"
 	tcpconnectProgTcpconnectKprobeStreamConnect = "tcpconnect_kprobe_stream_connect"
 	tcpconnectProgTcpconnectKprobeTcpConnect    = "tcpconnect_kprobe_tcp_connect"
 	tcpconnectProgTcpconnectSockops             = "tcpconnect_sockops"
@@ -105,9 +137,14 @@ const (
 	tcpconnectVarCountMode                      = "count_mode"
 	tcpconnectVarFilterByCgroup                 = "filter_by_cgroup"
 	tcpconnectVarFilterByCgroupmap              = "filter_by_cgroupmap"
+	tcpconnectVarFilterByComm                   = "filter_by_comm"
+	tcpconnectVarFilterByExe                    = "filter_by_exe"
 	tcpconnectVarFilterByMntnsmap               = "filter_by_mntnsmap"
 	tcpconnectVarFilterByPort                   = "filter_by_port"
 	tcpconnectVarFilterByUid                    = "filter_by_uid"
+	tcpconnectVarFilterComm                     = "filter_comm"
+	tcpconnectVarFilterExe                      = "filter_exe"
+	tcpconnectVarFilterExeLen                   = "filter_exe_len"
 	tcpconnectVarFilterFamily                   = "filter_family"
 	tcpconnectVarFilterNetns                    = "filter_netns"
 	tcpconnectVarFilterPid                      = "filter_pid"
@@ -122,6 +159,7 @@ const (
 	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
 	tcpconnectVarUnusedEvent                    = "unused_event"
 	tcpconnectVarUnusedOutcomeKey               = "unused_outcome_key"
+	tcpconnectVarUnusedProcRecord               = "unused_proc_record"
 	tcpconnectVarWakeupGapNs                    = "wakeup_gap_ns"
 )
 
@@ -172,8 +210,11 @@ type tcpconnectProgramSpecs struct {
 	TcpconnectConnectEnter        *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit         *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
 	TcpconnectDns                 *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
+	TcpconnectExec                *ebpf.ProgramSpec `ebpf:"tcpconnect_exec"`
+	TcpconnectExit                *ebpf.ProgramSpec `ebpf:"tcpconnect_exit"`
 	TcpconnectFentryStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectFork                *ebpf.ProgramSpec `ebpf:"tcpconnect_fork"`
 	TcpconnectKprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
 	TcpconnectKprobeTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
 	TcpconnectSockops             *ebpf.ProgramSpec `ebpf:"tcpconnect_sockops"`
@@ -195,6 +236,8 @@ type tcpconnectMapSpecs struct {
 	Mntnsmap      *ebpf.MapSpec `ebpf:"mntnsmap"`
 	OutcomeCounts *ebpf.MapSpec `ebpf:"outcome_counts"`
 	Ports         *ebpf.MapSpec `ebpf:"ports"`
+	ProcScratch   *ebpf.MapSpec `ebpf:"proc_scratch"`
+	Procs         *ebpf.MapSpec `ebpf:"procs"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -205,9 +248,14 @@ type tcpconnectVariableSpecs struct {
 	CountMode         *ebpf.VariableSpec `ebpf:"count_mode"`
 	FilterByCgroup    *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.VariableSpec `ebpf:"filter_by_cgroupmap"`
+	FilterByComm      *ebpf.VariableSpec `ebpf:"filter_by_comm"`
+	FilterByExe       *ebpf.VariableSpec `ebpf:"filter_by_exe"`
 	FilterByMntnsmap  *ebpf.VariableSpec `ebpf:"filter_by_mntnsmap"`
 	FilterByPort      *ebpf.VariableSpec `ebpf:"filter_by_port"`
 	FilterByUid       *ebpf.VariableSpec `ebpf:"filter_by_uid"`
+	FilterComm        *ebpf.VariableSpec `ebpf:"filter_comm"`
+	FilterExe         *ebpf.VariableSpec `ebpf:"filter_exe"`
+	FilterExeLen      *ebpf.VariableSpec `ebpf:"filter_exe_len"`
 	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
@@ -222,6 +270,7 @@ type tcpconnectVariableSpecs struct {
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
+	UnusedProcRecord  *ebpf.VariableSpec `ebpf:"unused_proc_record"`
 	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
 
@@ -256,6 +305,8 @@ type tcpconnectMaps struct {
 	Mntnsmap      *ebpf.Map `ebpf:"mntnsmap"`
 	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
 	Ports         *ebpf.Map `ebpf:"ports"`
+	ProcScratch   *ebpf.Map `ebpf:"proc_scratch"`
+	Procs         *ebpf.Map `ebpf:"procs"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 }
 
@@ -272,6 +323,8 @@ func (m *tcpconnectMaps) Close() error {
 		m.Mntnsmap,
 		m.OutcomeCounts,
 		m.Ports,
+		m.ProcScratch,
+		m.Procs,
 		m.Stats,
 	)
 }
@@ -283,9 +336,14 @@ type tcpconnectVariables struct {
 	CountMode         *ebpf.Variable `ebpf:"count_mode"`
 	FilterByCgroup    *ebpf.Variable `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.Variable `ebpf:"filter_by_cgroupmap"`
+	FilterByComm      *ebpf.Variable `ebpf:"filter_by_comm"`
+	FilterByExe       *ebpf.Variable `ebpf:"filter_by_exe"`
 	FilterByMntnsmap  *ebpf.Variable `ebpf:"filter_by_mntnsmap"`
 	FilterByPort      *ebpf.Variable `ebpf:"filter_by_port"`
 	FilterByUid       *ebpf.Variable `ebpf:"filter_by_uid"`
+	FilterComm        *ebpf.Variable `ebpf:"filter_comm"`
+	FilterExe         *ebpf.Variable `ebpf:"filter_exe"`
+	FilterExeLen      *ebpf.Variable `ebpf:"filter_exe_len"`
 	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
@@ -300,6 +358,7 @@ type tcpconnectVariables struct {
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
+	UnusedProcRecord  *ebpf.Variable `ebpf:"unused_proc_record"`
 	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }
 
@@ -312,8 +371,11 @@ type tcpconnectPrograms struct {
 	TcpconnectConnectEnter        *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit         *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
 	TcpconnectDns                 *ebpf.Program `ebpf:"tcpconnect_dns"`
+	TcpconnectExec                *ebpf.Program `ebpf:"tcpconnect_exec"`
+	TcpconnectExit                *ebpf.Program `ebpf:"tcpconnect_exit"`
 	TcpconnectFentryStreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectFork                *ebpf.Program `ebpf:"tcpconnect_fork"`
 	TcpconnectKprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
 	TcpconnectKprobeTcpConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
 	TcpconnectSockops             *ebpf.Program `ebpf:"tcpconnect_sockops"`
@@ -327,8 +389,11 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectConnectEnter,
 		p.TcpconnectConnectExit,
 		p.TcpconnectDns,
+		p.TcpconnectExec,
+		p.TcpconnectExit,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
+		p.TcpconnectFork,
 		p.TcpconnectKprobeStreamConnect,
 		p.TcpconnectKprobeTcpConnect,
 		p.TcpconnectSockops,

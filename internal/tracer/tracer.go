@@ -36,6 +36,17 @@ type Config struct {
 	// namespace inode must be a key. They are read live.
 	CgroupMap, MntnsMap string
 
+	// Processes makes the tracer follow execs, forks and exits (and read
+	// /proc once at start) so that each event names its process: exe,
+	// arguments, parent (event.Event.Proc).
+	Processes bool
+	// Exe keeps attempts of processes running this executable (a clean
+	// absolute path, as the process's mount namespace sees it); it
+	// implies Processes. Comm keeps attempts of threads named exactly so
+	// (at most 15 bytes). "": any.
+	Exe  string
+	Comm string
+
 	// Outcomes makes the tracer report each attempt once its outcome is
 	// known (and remember attempts in the kernel until then).
 	Outcomes bool
@@ -84,6 +95,7 @@ type Tracer struct {
 	backend Backend
 	objs    *loaded
 	reader  *ringbuf.Reader
+	procs   *procCache // nil without Config.Processes
 	clock   clock
 	// Start is CLOCK_MONOTONIC ns when the tracer was attached.
 	start uint64
@@ -107,6 +119,9 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	if cfg.CgroupPath == "" {
 		cfg.CgroupPath = CgroupV2Mount()
+	}
+	if cfg.Exe != "" {
+		cfg.Processes = true
 	}
 	logf := cfg.Logf
 	if logf == nil {
@@ -170,6 +185,13 @@ func Open(cfg Config) (*Tracer, error) {
 			}
 			logf("DNS answers: cgroup_skb/ingress attached on %s", cgroupPath)
 		}
+		if cfg.Processes {
+			if err := objs.attachProcs(spec); err != nil {
+				objs.Close()
+				return err
+			}
+			logf("processes: tp_btf sched_process_{fork,exec,exit} attached")
+		}
 		return nil
 	})
 	if err != nil {
@@ -203,7 +225,14 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	c := newClock()
-	return &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now()}, nil
+	t := &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now()}
+	if cfg.Processes {
+		// After the attach: a process that execs or forks from now on is
+		// entered by the kernel, which the /proc entry then leaves alone.
+		fillFromProcfs(objs.shared.Procs, cfg.Exe, logf)
+		t.procs = newProcCache(int(objs.shared.Procs.MaxEntries()))
+	}
+	return t, nil
 }
 
 // configure sets the filters and sizes in spec before load.
@@ -223,7 +252,26 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 	case event.FamilyIPv6:
 		family = afInet6
 	}
+	var exeEnc [exeBuf]byte
+	exeLen := 0
+	if cfg.Exe != "" {
+		enc, ok := exeComponents(cfg.Exe)
+		if !ok {
+			return fmt.Errorf("--exe %q: want a clean absolute path of at most %d bytes", cfg.Exe, ExeMax)
+		}
+		exeLen = copy(exeEnc[:], enc)
+	}
+	var comm [16]byte
+	if len(cfg.Comm) > len(comm)-1 {
+		return fmt.Errorf("--comm %q: a thread name has at most %d bytes", cfg.Comm, len(comm)-1)
+	}
+	copy(comm[:], cfg.Comm)
 	vars := map[string]any{
+		"filter_by_exe":       cfg.Exe != "",
+		"filter_exe_len":      uint16(exeLen),
+		"filter_exe":          exeEnc,
+		"filter_by_comm":      cfg.Comm != "",
+		"filter_comm":         comm,
 		"filter_pid":          cfg.PID,
 		"filter_uid":          uint32(max(cfg.UID, 0)),
 		"filter_by_uid":       cfg.UID >= 0,
@@ -349,6 +397,12 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
+			if len(rec.RawSample) == procRecordSize && rec.RawSample[0] == eventProcess {
+				if t.procs != nil {
+					t.decodeProcRecord(rec.RawSample)
+				}
+				continue
+			}
 			if len(rec.RawSample) == dnsRecordSize {
 				if t.cfg.DNS != nil {
 					t.cfg.DNS(dnsMessage(rec.RawSample))
@@ -358,6 +412,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			if derr := decode(rec.RawSample, t.clock, &ev); derr != nil {
 				return derr
 			}
+			t.resolveProc(&ev)
 			if err := sink.Event(&ev); err != nil {
 				return err
 			}
@@ -399,12 +454,13 @@ type Stats struct {
 	LostCounts   uint64 // attempts not counted: count map full
 	Wakeups      uint64 // reader wakeups forced by the programs
 	LostDNS      uint64 // DNS answers dropped: ring buffer full (-d)
+	LostProcs    uint64 // processes not remembered or not sent: map or ring buffer full
 }
 
 // Stats sums the per-CPU counters.
 func (t *Tracer) Stats() (Stats, error) {
 	var s Stats
-	for i, dst := range []*uint64{&s.LostEvents, &s.LostAttempts, &s.LostCounts, &s.Wakeups, &s.LostDNS} {
+	for i, dst := range []*uint64{&s.LostEvents, &s.LostAttempts, &s.LostCounts, &s.Wakeups, &s.LostDNS, &s.LostProcs} {
 		var perCPU []uint64
 		if err := t.objs.shared.Stats.Lookup(uint32(i), &perCPU); err != nil {
 			return s, fmt.Errorf("reading stats: %w", err)
@@ -432,6 +488,7 @@ func (t *Tracer) Pending() ([]event.Event, error) {
 		if err := decode(raw, t.clock, &e); err != nil {
 			return out, err
 		}
+		t.resolveProc(&e)
 		e.Kind = event.KindPending
 		e.Result = event.ResultPending
 		e.Latency = time.Duration(now - e.Mono)
