@@ -130,6 +130,8 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		Backend:   string(t.Backend()),
 		Container: o.container,
 		Extended:  o.extended,
+		Who:       o.wide,
+		Users:     newUserNames(),
 	}
 	if res != nil {
 		popts.Cgroups = res

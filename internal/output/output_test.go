@@ -128,6 +128,8 @@ func TestJSON(t *testing.T) {
 		"backend": "sockops", "ppid": 1.0, "pid_ns_pid": 7.0, "cgroup_id": 42.0,
 		"cgroup_path": `/system.slice/docker-` + containerHex + `.scope\x1b`, "container_id": containerHex,
 		"netns_ino": 4026531840.0, "mntns_ino": 4026531841.0,
+		// Unknown process and user: null, and the keys are there.
+		"user": nil, "exe": nil, "args": nil, "args_truncated": false, "parent_comm": nil, "parent_exe": nil,
 	}
 	if len(m) != len(want) {
 		t.Errorf("keys %v, want %v", m, want)
@@ -218,9 +220,10 @@ func benchPrinter(b *testing.B, p Printer) {
 func TestFormattingDoesNotAllocate(t *testing.T) {
 	e := sampleEvent()
 	e.Result, e.Errno = event.ResultRefused, unix.ECONNREFUSED
+	e.Proc = hostileProcess()
 	for name, p := range map[string]Printer{
-		"table": NewTable(discard{}, Options{Results: true}),
-		"json":  NewJSON(discard{}, Options{Results: true}),
+		"table": NewTable(discard{}, Options{Results: true, Who: true, Users: fakeUsers{}}),
+		"json":  NewJSON(discard{}, Options{Results: true, Users: fakeUsers{}}),
 	} {
 		p.Event(e) // grow the buffers once
 		if n := testing.AllocsPerRun(100, func() { _ = p.Event(e) }); n != 0 {
@@ -324,5 +327,76 @@ func TestLongValuesKeepASeparator(t *testing.T) {
 	f := strings.Fields(row)
 	if len(f) != 11 || f[3] != `\x1b[31mev\x0ail\x07` || f[4] != "10.0.2.15" || f[9] != "error:ENOTRECOVERABLE" || f[10] != "-" {
 		t.Errorf("row %q splits into %q", row, f)
+	}
+}
+
+// fakeUsers names UID 1000 with a hostile name.
+type fakeUsers struct{}
+
+func (fakeUsers) Lookup(uid uint32) (string, bool) {
+	if uid == 1000 {
+		return "al\x1b[2Jice", true
+	}
+	return "", false
+}
+
+func hostileProcess() *event.Process {
+	return &event.Process{
+		Exe:        "/opt/dir with spaces/\xffbin\n\x1b[31m",
+		Args:       []string{"argv0 x", "line1\nline2", "", `q"b\`, "AAAA"},
+		ArgsCut:    true,
+		ArgsLen:    10000,
+		ParentComm: "sh\x1b",
+		ParentExe:  "/usr/bin/dash",
+	}
+}
+
+// TestWho: exe, arguments, parent and user, escaped in JSON and in the
+// table; each row stays one line and each value one token.
+func TestWho(t *testing.T) {
+	e := sampleEvent()
+	e.Proc = hostileProcess()
+	out := render(t, NewJSON(nil, Options{Users: fakeUsers{}}), e)
+	if strings.Count(out, "\n") != 1 {
+		t.Fatalf("JSON is not one line: %q", out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("invalid JSON %q: %v", out, err)
+	}
+	wantArgs := []any{"argv0 x", `line1\x0aline2`, "", `q"b\\`, "AAAA"}
+	args, _ := m["args"].([]any)
+	if m["exe"] != `/opt/dir with spaces/\xffbin\x0a\x1b[31m` || len(args) != len(wantArgs) ||
+		m["args_truncated"] != true || m["parent_comm"] != `sh\x1b` || m["parent_exe"] != "/usr/bin/dash" ||
+		m["user"] != `al\x1b[2Jice` {
+		t.Errorf("JSON %s", out)
+	}
+	for i := range min(len(args), len(wantArgs)) {
+		if args[i] != wantArgs[i] {
+			t.Errorf("args[%d] = %q, want %q", i, args[i], wantArgs[i])
+		}
+	}
+
+	out = render(t, NewTable(nil, Options{Who: true, Users: fakeUsers{}}), e)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("table is not a header and one row: %q", out)
+	}
+	if !strings.HasSuffix(lines[0], "  EXE ARGS") || !strings.Contains(lines[0], "COMM             USER     PCOMM            SADDR") {
+		t.Errorf("header %q", lines[0])
+	}
+	want := `  /opt/dir\x20with\x20spaces/\xffbin\x0a\x1b[31m argv0\x20x line1\x0aline2 "" q"b\\ AAAA [+9970 bytes]`
+	if !strings.HasSuffix(lines[1], want) {
+		t.Errorf("row %q\nwant suffix %q", lines[1], want)
+	}
+	if f := strings.Fields(lines[1]); f[2] != "curl" || f[3] != `al\x1b[2Jice` || f[4] != `sh\x1b` {
+		t.Errorf("COMM USER PCOMM in %q", lines[1])
+	}
+
+	// Unknown process, user without a name.
+	e.Proc, e.UID = nil, 7
+	out = render(t, NewTable(nil, Options{Who: true, Users: fakeUsers{}}), e)
+	if row := strings.Split(out, "\n")[1]; !strings.HasSuffix(row, "  -") || strings.Fields(row)[3] != "7" {
+		t.Errorf("unknown process row %q", row)
 	}
 }
