@@ -51,6 +51,7 @@ type options struct {
 	from        string
 	tool        string
 	variants    map[string]string // name -> binary, measured as extra table configs
+	execN       int               // /bin/true runs of the exec load (0: skip)
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -71,6 +72,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.outDir, "out", "bench/out", "output directory")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: short runs, one round, 1 and 4 connectors, few idle samples, no Go benchmarks")
 	fs.StringVar(&o.perfDir, "perf", "", "record `perf record -g` of the tracer during each traced run into this directory")
+	fs.IntVar(&o.execN, "exec", 10000, "execs of /bin/true in the exec-load loop, untraced and traced (0: skip)")
 	var variants string
 	fs.StringVar(&variants, "variant", "", "also measure other tcpconnect binaries in table mode, interleaved with the rest: NAME=PATH[,NAME=PATH…] (configs table:NAME)")
 	fs.StringVar(&o.tool, "tool", "", "use this tcpconnect binary instead of building one (for trying a change)")
@@ -102,6 +104,9 @@ func parseOptions(args []string) (*options, error) {
 		}
 		if !set["wait-idle"] {
 			o.waitIdle = 0
+		}
+		if !set["exec"] {
+			o.execN = 1000
 		}
 	}
 	for _, s := range strings.Split(concs, ",") {
@@ -275,6 +280,14 @@ func run(ctx context.Context, o *options) error {
 				return err
 			}
 			res.Idle = append(res.Idle, idle)
+		}
+	}
+	if o.execN > 0 {
+		if err := b.waitForIdle(ctx, res); err != nil {
+			return err
+		}
+		if res.Exec, err = b.execLoad(ctx); err != nil {
+			return err
 		}
 	}
 	if o.goBench {

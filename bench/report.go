@@ -52,6 +52,7 @@ type Results struct {
 	Machine  Machine       `json:"machine"`
 	Rows     []Row         `json:"rows"`
 	Idle     []IdleResult  `json:"idle"`
+	Exec     []ExecResult  `json:"exec_load,omitempty"`
 	Targets  []TargetCheck `json:"targets"`
 	GoBench  string        `json:"go_bench,omitempty"`
 	Runs     []runRecord   `json:"runs"`
@@ -351,6 +352,7 @@ func markdown(res *Results) string {
 		}
 		s.WriteString("\n")
 	}
+	s.WriteString(execMarkdown(res.Exec))
 	if len(res.Targets) > 0 {
 		s.WriteString("| target | wanted | met | measured |\n|---|---|---|---|\n")
 		for _, t := range res.Targets {
