@@ -7,5 +7,5 @@ package tracer
 // ./internal/tracer` (needs clang and libbpf-dev); TestGeneratedUpToDate
 // fails until then.
 //
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64 -type event -type count_key -type dns_record -type outcome_key -type proc -type proc_record tcpconnect bpf/tcpconnect.bpf.c -- -I./bpf/headers
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64 -type event -type count_key -type dns_record -type outcome_key -type proc -type proc_record -type proc_flag tcpconnect bpf/tcpconnect.bpf.c -- -I./bpf/headers
 //go:generate sh -c "sha256sum bpf/tcpconnect.bpf.c bpf/tcpconnect.h bpf/headers/vmlinux.h > bpf/sources.sha256"

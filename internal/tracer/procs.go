@@ -32,16 +32,17 @@ const (
 	argsMax    = 2048
 )
 
-// Flags of struct proc (enum proc_flag).
+// Flags of struct proc (enum proc_flag, generated).
 const (
-	procExeMatch   = 1
-	procExeCut     = 2
-	procFromProcfs = 4
-	procNoExe      = 8
-	procNoArgs     = 16
+	procExeMatch   = uint8(tcpconnectProcFlagPROC_EXE_MATCH)
+	procExeCut     = uint8(tcpconnectProcFlagPROC_EXE_CUT)
+	procFromProcfs = uint8(tcpconnectProcFlagPROC_FROM_PROCFS)
+	procNoExe      = uint8(tcpconnectProcFlagPROC_NO_EXE)
+	procNoArgs     = uint8(tcpconnectProcFlagPROC_NO_ARGS)
 )
 
-// eventProcess is EVENT_PROCESS, the kind of a struct proc_record.
+// eventProcess is EVENT_PROCESS (enum event_kind), the kind of a struct
+// proc_record; TestProcLayout checks it against the object's BTF.
 const eventProcess = 8
 
 var procRecordSize = int(unsafe.Sizeof(tcpconnectProcRecord{}))

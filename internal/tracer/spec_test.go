@@ -31,6 +31,7 @@ func TestEventLayout(t *testing.T) {
 		"CgroupId": offCgroupID, "Ppid": offPpid, "PidNsPid": offPidNsPid, "NetnsIno": offNetnsIno, "MntnsIno": offMntnsIno,
 		"Pid": offPid, "Tid": offTid, "Uid": offUID, "Err": offErr, "Sport": offSport,
 		"Dport": offDport, "Family": offFamily, "Kind": offKind, "Outcome": offOutcome, "Comm": offComm,
+		"ExecId": offExecID,
 	} {
 		f, ok := reflect.TypeOf(e).FieldByName(name)
 		if !ok {

@@ -89,6 +89,16 @@ type tcpconnectProc struct {
 	Args     [2048]uint8
 }
 
+type tcpconnectProcFlag uint32
+
+const (
+	tcpconnectProcFlagPROC_EXE_MATCH   tcpconnectProcFlag = 1
+	tcpconnectProcFlagPROC_EXE_CUT     tcpconnectProcFlag = 2
+	tcpconnectProcFlagPROC_FROM_PROCFS tcpconnectProcFlag = 4
+	tcpconnectProcFlagPROC_NO_EXE      tcpconnectProcFlag = 8
+	tcpconnectProcFlagPROC_NO_ARGS     tcpconnectProcFlag = 16
+)
+
 type tcpconnectProcRecord struct {
 	_            structs.HostLayout
 	Kind         uint8
@@ -158,7 +168,9 @@ const (
 	tcpconnectVarUnusedCountKey                 = "unused_count_key"
 	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
 	tcpconnectVarUnusedEvent                    = "unused_event"
+	tcpconnectVarUnusedEventKind                = "unused_event_kind"
 	tcpconnectVarUnusedOutcomeKey               = "unused_outcome_key"
+	tcpconnectVarUnusedProcFlag                 = "unused_proc_flag"
 	tcpconnectVarUnusedProcRecord               = "unused_proc_record"
 	tcpconnectVarWakeupGapNs                    = "wakeup_gap_ns"
 )
@@ -269,7 +281,9 @@ type tcpconnectVariableSpecs struct {
 	UnusedCountKey    *ebpf.VariableSpec `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
+	UnusedProcFlag    *ebpf.VariableSpec `ebpf:"unused_proc_flag"`
 	UnusedProcRecord  *ebpf.VariableSpec `ebpf:"unused_proc_record"`
 	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
@@ -357,7 +371,9 @@ type tcpconnectVariables struct {
 	UnusedCountKey    *ebpf.Variable `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
+	UnusedProcFlag    *ebpf.Variable `ebpf:"unused_proc_flag"`
 	UnusedProcRecord  *ebpf.Variable `ebpf:"unused_proc_record"`
 	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }

@@ -92,6 +92,8 @@ const struct count_key *unused_count_key __attribute__((unused));
 const struct dns_record *unused_dns_record __attribute__((unused));
 const struct outcome_key *unused_outcome_key __attribute__((unused));
 const struct proc_record *unused_proc_record __attribute__((unused));
+const enum proc_flag *unused_proc_flag __attribute__((unused));
+const enum event_kind *unused_event_kind __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -16,6 +16,8 @@ enum event_kind {
 	EVENT_ATTEMPT = 1,
 	/* The attempt ended (or connect() failed before any SYN was sent). */
 	EVENT_OUTCOME = 2,
+	/* A struct proc_record (below), not a struct event. */
+	EVENT_PROCESS = 8,
 };
 
 /* How an attempt ended, as the kernel saw it. User space turns this and
@@ -172,8 +174,6 @@ struct proc {
 
 /* EVENT_PROCESS: a record of its own on the ring buffer; its kind byte
  * comes first, and its size differs from the other records'. */
-#define EVENT_PROCESS 8
-
 struct proc_record {
 	__u8 kind; /* EVENT_PROCESS */
 	__u8 parent_flags; /* the parent's enum proc_flag; 0 when unknown */
