@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // ExecResult is what following processes costs a host that execs a lot:
@@ -18,13 +21,19 @@ import (
 // tracer, interleaved; Ratio is the median traced time over the median
 // untraced time (1.05: 5 % slower).
 type ExecResult struct {
-	Config    string    `json:"config"`
-	Execs     int       `json:"execs"`
-	Seconds   []float64 `json:"seconds"`
-	MedianS   num       `json:"median_s"`
-	Ratio     num       `json:"ratio_to_untraced"`
-	QEMURuns  int       `json:"runs_with_qemu"`
-	LostProcs string    `json:"tracer_summary,omitempty"`
+	Config   string    `json:"config"`
+	Execs    int       `json:"execs"`
+	Seconds  []float64 `json:"seconds"`
+	MedianS  num       `json:"median_s"`
+	Ratio    num       `json:"ratio_to_untraced"`
+	QEMURuns int       `json:"runs_with_qemu"`
+	// BPFNsPerExec is the run time of the tracer's exec, fork and exit
+	// programs per loop iteration (kernel BPF stats, median over runs):
+	// the hooks' cost, free of the noise that the wall time carries.
+	BPFNsPerExec num `json:"bpf_ns_per_exec"`
+	// BPFShare is BPFNsPerExec over the untraced iteration's wall time.
+	BPFShare  num    `json:"bpf_share"`
+	LostProcs string `json:"tracer_summary,omitempty"`
 }
 
 // execConfigs are the tracers of the exec load: the plain table (which
@@ -42,6 +51,7 @@ func (b *bench) execLoad(ctx context.Context) ([]ExecResult, error) {
 	n := b.o.execN
 	script := "i=0; while [ $i -lt " + strconv.Itoa(n) + " ]; do /bin/true; i=$((i+1)); done"
 	times := map[string][]float64{}
+	bpfNs := map[string][]float64{}
 	qemu := map[string]int{}
 	summary := map[string]string{}
 	run := func(name string) error {
@@ -75,7 +85,17 @@ func (b *bench) execLoad(ctx context.Context) ([]ExecResult, error) {
 				_, _ = p.stop(10 * time.Second)
 				return nil, err
 			}
+			stats, serr := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+			if serr != nil {
+				b.logf("exec load: no BPF run-time stats: %v", serr)
+			}
 			err = run(c.Name)
+			if stats != nil {
+				if ns, ok := procHookNs(); ok {
+					bpfNs[c.Name] = append(bpfNs[c.Name], float64(ns)/float64(n))
+				}
+				stats.Close()
+			}
 			if _, serr := p.stop(10 * time.Second); err == nil && serr != nil {
 				err = serr
 			}
@@ -95,10 +115,47 @@ func (b *bench) execLoad(ctx context.Context) ([]ExecResult, error) {
 		s := times[name]
 		m := median(slices.Clone(s))
 		r := ExecResult{Config: name, Execs: n, Seconds: s, MedianS: num(m), Ratio: num(m / base), QEMURuns: qemu[name], LostProcs: summary[name]}
-		b.logf("exec load %s: median %.3f s for %d execs, ratio %.3f", name, m, n, m/base)
+		if ns := bpfNs[name]; len(ns) > 0 {
+			r.BPFNsPerExec = num(median(slices.Clone(ns)))
+			r.BPFShare = num(float64(r.BPFNsPerExec) / (base * 1e9 / float64(n)))
+		}
+		b.logf("exec load %s: median %.3f s for %d execs, ratio %.3f, BPF %.0f ns per exec (%.2f %% of an untraced iteration)",
+			name, m, n, m/base, float64(r.BPFNsPerExec), 100*float64(r.BPFShare))
 		res = append(res, r)
 	}
 	return res, nil
+}
+
+// procHookNs sums the run time of the programs that follow processes
+// (tcpconnect_exec, _fork, _exit) over every loaded copy: only the tracer
+// under test loads them while the loop runs.
+func procHookNs() (uint64, bool) {
+	var total uint64
+	found := false
+	id := ebpf.ProgramID(0)
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			break
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		info, err := p.Info()
+		if err == nil {
+			switch info.Name {
+			case "tcpconnect_exec", "tcpconnect_fork", "tcpconnect_exit":
+				if st, err := p.Stats(); err == nil {
+					total += uint64(st.Runtime)
+					found = true
+				}
+			}
+		}
+		p.Close()
+	}
+	return total, found
 }
 
 // lastSummary is the tracer's exit line ("N events printed, M lost…").
@@ -120,9 +177,9 @@ func execMarkdown(rs []ExecResult) string {
 	}
 	var s strings.Builder
 	fmt.Fprintf(&s, "Exec load (a shell loop running /bin/true %d times; median of %d runs; target: at most 1.05 of untraced for the configurations that follow processes, json and wide):\n\n", rs[0].Execs, len(rs[0].Seconds))
-	s.WriteString("| config | median s | ratio | runs with QEMU |\n|---|---|---|---|\n")
+	s.WriteString("| config | median s | ratio | BPF ns per exec | BPF share of an iteration | runs with QEMU |\n|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&s, "| %s | %s | %s | %d |\n", r.Config, f2(r.MedianS), f2(r.Ratio), r.QEMURuns)
+		fmt.Fprintf(&s, "| %s | %s | %s | %.0f | %.2f %% | %d |\n", r.Config, f2(r.MedianS), f2(r.Ratio), float64(r.BPFNsPerExec), 100*float64(r.BPFShare), r.QEMURuns)
 	}
 	s.WriteString("\n")
 	return s.String()

@@ -17,6 +17,7 @@ func TestUsageErrors(t *testing.T) {
 		{"-4", "-6"}, {"-u", "-1"}, {"--backend", "ebpf"}, {"--buffer-size", "3K"},
 		{"--buffer-size", "big"}, {"--nope"}, {"extra"}, {"-c", "-r"}, {"--min-latency", "-1"},
 		{"--max-pending", "0"}, {"--container", "abc"}, {"--container=xyz"}, {"--netns", "/nonexistent"},
+		{"--exe", "bin/curl"}, {"--exe", "/usr/../bin/curl"}, {"--comm", "0123456789abcdef"}, {"-w", "--json"},
 	} {
 		var out, errb bytes.Buffer
 		code := realMain(args, &out, &errb)
@@ -84,5 +85,30 @@ func TestContextFlags(t *testing.T) {
 	}
 	if !o.container || o.containerPrefix != "4f1c" || o.tracer.Netns == 0 {
 		t.Errorf("parsed %+v", o)
+	}
+}
+
+// TestWhoFlags: the tracer follows processes only where they are printed
+// or filtered on.
+func TestWhoFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false}, {[]string{"-w"}, true}, {[]string{"--json"}, true}, {[]string{"-c"}, false},
+		{[]string{"-q"}, false}, {[]string{"-w", "-c"}, false},
+	} {
+		o, err := parseFlags(tc.args, nil)
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if o.tracer.Processes != tc.want {
+			t.Errorf("%q: Processes %v, want %v", tc.args, o.tracer.Processes, tc.want)
+		}
+	}
+	o, err := parseFlags([]string{"--exe", "/usr/bin/curl", "--comm", "sshd"}, nil)
+	if err != nil || o.tracer.Exe != "/usr/bin/curl" || o.tracer.Comm != "sshd" {
+		t.Errorf("--exe --comm: %+v %v", o, err)
 	}
 }
