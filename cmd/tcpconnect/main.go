@@ -242,6 +242,9 @@ func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, verbose bool, er
 	if st.LostCounts > 0 {
 		fmt.Fprintf(stderr, ", %d attempts not counted (count table full)", st.LostCounts)
 	}
+	if st.LostProcs > 0 {
+		fmt.Fprintf(stderr, ", %d processes not followed (process table or ring buffer full)", st.LostProcs)
+	}
 	if verbose {
 		fmt.Fprintf(stderr, ", %d reader wakeups forced", st.Wakeups)
 	}
@@ -272,6 +275,9 @@ func warnLost(ctx context.Context, t *tracer.Tracer, stderr io.Writer) {
 		}
 		if d := st.LostCounts - seen.LostCounts; d > 0 {
 			fmt.Fprintf(stderr, "tcpconnect: warning: %d attempts not counted (count table full)\n", d)
+		}
+		if d := st.LostProcs - seen.LostProcs; d > 0 {
+			fmt.Fprintf(stderr, "tcpconnect: warning: %d processes not followed (process table or ring buffer full): their attempts show no exe\n", d)
 		}
 		seen = st
 	}
