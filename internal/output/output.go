@@ -92,6 +92,26 @@ type base struct {
 	opts Options
 	// scratch holds escaped text before it is quoted or padded.
 	scratch []byte
+	// procs keeps each process's formatted EXE/ARGS (table) or process
+	// keys (JSON): a command line is up to 2 KiB to escape, and a
+	// process usually makes many attempts. Processes are immutable, so
+	// the pointer is the key; cleared when it grows past maxProcs.
+	procs map[*event.Process][]byte
+}
+
+const maxProcs = 4096
+
+// procFragment returns the cached rendering of p, making it with f.
+func (b *base) procFragment(p *event.Process, f func([]byte) []byte) []byte {
+	if frag, ok := b.procs[p]; ok {
+		return frag
+	}
+	if b.procs == nil || len(b.procs) >= maxProcs {
+		b.procs = make(map[*event.Process][]byte)
+	}
+	frag := f(nil)
+	b.procs[p] = frag
+	return frag
 }
 
 func newBase(w io.Writer, opts Options) base {
@@ -303,7 +323,11 @@ func (t *Table) Event(e *event.Event) error {
 	}
 	if t.opts.Who {
 		b = endSep(b)
-		b = appendWho(b, e.Proc)
+		if e.Proc == nil {
+			b = appendWho(b, nil)
+		} else {
+			b = append(b, t.procFragment(e.Proc, func(dst []byte) []byte { return appendWho(dst, e.Proc) })...)
+		}
 	}
 	b = append(b, '\n')
 	t.buf = b
@@ -472,7 +496,11 @@ func (j *JSON) Event(e *event.Event) error {
 	} else {
 		b = append(b, "null"...)
 	}
-	b = j.appendProcess(b, e.Proc)
+	if e.Proc == nil {
+		b = j.appendProcess(b, nil)
+	} else {
+		b = append(b, j.procFragment(e.Proc, func(dst []byte) []byte { return j.appendProcess(dst, e.Proc) })...)
+	}
 	b = append(b, `,"backend":"`...)
 	b = append(b, j.opts.Backend...)
 	b = append(b, '"')

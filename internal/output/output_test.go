@@ -400,3 +400,28 @@ func TestWho(t *testing.T) {
 		t.Errorf("unknown process row %q", row)
 	}
 }
+
+// TestProcessCacheByPointer: one printer, two processes in turn: each
+// line has its own process (the rendering is cached per process).
+func TestProcessCacheByPointer(t *testing.T) {
+	a, b := &event.Process{Exe: "/bin/a", Args: []string{"a"}}, &event.Process{Exe: "/bin/b", Args: []string{"b"}}
+	e := sampleEvent()
+	for name, p := range map[string]Printer{"json": NewJSON(nil, Options{}), "table": NewTable(nil, Options{Who: true})} {
+		var evs []*event.Event
+		for _, proc := range []*event.Process{a, b, a, nil, b} {
+			ev := *e
+			ev.Proc = proc
+			evs = append(evs, &ev)
+		}
+		lines := strings.Split(strings.TrimSuffix(render(t, p, evs...), "\n"), "\n")
+		if name == "table" {
+			lines = lines[1:]
+		}
+		for i, want := range []string{"/bin/a", "/bin/b", "/bin/a", "", "/bin/b"} {
+			has := func(s string) bool { return strings.Contains(lines[i], s) }
+			if want == "" && (has("/bin/a") || has("/bin/b")) || want != "" && !has(want) {
+				t.Errorf("%s line %d %q, want %q", name, i, lines[i], want)
+			}
+		}
+	}
+}
