@@ -5,14 +5,17 @@ package tracer
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // hostileDir returns a fresh directory whose path has spaces, non-ASCII
@@ -119,6 +122,40 @@ func TestProcessThreadRenamed(t *testing.T) {
 		t.Errorf("comm %q, want sshd", e.CommBytes())
 	}
 	checkProc(t, e, testExe(t), []string{os.Args[0], "-test.run=^$"})
+
+	// A thread other than the main one, of this process (older than the
+	// tracer: known from /proc), renamed too.
+	var d dialed
+	release := make(chan struct{})
+	defer close(release)
+	for range 8 {
+		done := make(chan bool)
+		go func() {
+			runtime.LockOSThread() // the thread ends with the goroutine
+			if unix.Gettid() == os.Getpid() {
+				// Keep the main thread busy so that the next try gets
+				// another one.
+				done <- false
+				<-release
+				return
+			}
+			if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("sshd\x00")[0])), 0, 0, 0); err == nil {
+				d = dial(t, ap)
+			}
+			done <- true
+		}()
+		if <-done {
+			break
+		}
+	}
+	if d.tid == 0 {
+		t.Fatal("could not connect from a renamed thread other than the main one")
+	}
+	e = r.wait(t, 2*time.Second, "own renamed thread", bySport(d.sport, ap.Port()))
+	if e.TID == e.PID || string(e.CommBytes()) != "sshd" || e.Proc == nil || e.Proc.Exe != testExe(t) ||
+		!slices.Equal(e.Proc.Args, os.Args) || !e.Proc.FromProcfs {
+		t.Errorf("thread %d of %d named %q: process %+v, want exe %q args %q from /proc", e.TID, e.PID, e.CommBytes(), e.Proc, testExe(t), os.Args)
+	}
 }
 
 // TestProcessBeforeTracer: a process that was running before the tracer
