@@ -80,6 +80,8 @@ type ExecChild struct {
 	// namespace and root of its own there before it connects.
 	Chroot string
 	Comm   string // as ChildOptions.Comm
+	// ExtraFiles are passed on as fds 3, 4, …
+	ExtraFiles []*os.File
 }
 
 // Child is a started ExecChild.
@@ -112,6 +114,7 @@ func StartChild(t testing.TB, addr fmt.Stringer, c ExecChild) *Child {
 	if c.Chroot != "" {
 		cmd.Env = append(cmd.Env, envChroot+"="+c.Chroot)
 	}
+	cmd.ExtraFiles = c.ExtraFiles
 	ch := &Child{t: t, cmd: cmd}
 	cmd.Stdout = &ch.out
 	cmd.Stderr = os.Stderr

@@ -257,3 +257,31 @@ func TestProcessFilters(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessMemfd: a program run from a memory file (fexecve of a
+// memfd, as fileless malware does) shows the kernel's name for it.
+func TestProcessMemfd(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ap := listen(t, "tcp4", "127.0.0.1:0")
+	fd, err := unix.MemfdCreate("tcpconnect-test", 0)
+	if err != nil {
+		t.Skipf("SKIP: no memfd_create: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd")
+	defer f.Close()
+	data, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, Config{Backend: BackendAuto, Processes: true})
+	// The child gets the memfd as fd 3 and execs it by that name.
+	ch := testutil.StartChild(t, ap, testutil.ExecChild{Path: "/proc/self/fd/3", Argv: []string{"fileless"}, ExtraFiles: []*os.File{f}})
+	res := ch.Result()
+	e := r.wait(t, 2*time.Second, "child run from a memfd", bySport(res.Sport, ap.Port()))
+	if e.Proc == nil || e.Proc.Exe != "/memfd:tcpconnect-test" || !slices.Equal(e.Proc.Args, []string{"fileless"}) {
+		t.Errorf("process %+v, want exe /memfd:tcpconnect-test", e.Proc)
+	}
+}

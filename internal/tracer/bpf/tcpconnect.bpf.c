@@ -985,8 +985,6 @@ static __always_inline void read_exe(struct task_struct *task, struct file *f, s
 			continue;
 		}
 		up = BPF_CORE_READ(d, d_parent);
-		if (up == d)
-			return; /* the root of a detached tree */
 		off = s->exe_len;
 		if (off > EXE_MAX - EXE_NAME_MAX)
 			break;
@@ -994,6 +992,11 @@ static __always_inline void read_exe(struct task_struct *task, struct file *f, s
 		if (n <= 0)
 			break;
 		s->exe_len = off + n;
+		/* A dentry that is its own parent but not a mount's root: a
+		 * pseudo file (memfd_create: "memfd:NAME"), or a tree cut off
+		 * from its mount. Its name is the whole path. */
+		if (up == d)
+			return;
 		d = up;
 	}
 	s->flags |= PROC_EXE_CUT;
