@@ -381,9 +381,14 @@ const (
 // Run reads records until ctx is done (then it drains what is left) or
 // sink returns an error.
 func (t *Tracer) Run(ctx context.Context, sink Sink) error {
+	// The reader, not t.reader: the function runs in a goroutine of its
+	// own and can come after Close has cleared t.reader (a closed stdout
+	// ends Run and the caller closes the tracer while ctx is cancelled);
+	// Flush on a closed reader only returns an error.
+	rd := t.reader
 	stop := context.AfterFunc(ctx, func() {
 		// Wakes a ReadInto blocked in epoll; SetDeadline would not.
-		_ = t.reader.Flush()
+		_ = rd.Flush()
 	})
 	defer stop()
 
