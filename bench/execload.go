@@ -37,11 +37,11 @@ type ExecResult struct {
 }
 
 // execConfigs are the tracers of the exec load: the plain table (which
-// does not follow processes), JSON and -w (which do).
+// does not follow processes), JSON and -W (which do).
 var execConfigs = []tracerConfig{
 	{Name: "table", parse: parseNothing},
 	{Name: "json", Args: []string{"--json"}, parse: parseNothing},
-	{Name: "wide", Args: []string{"-w"}, parse: parseNothing},
+	{Name: "wide", Args: []string{"-W"}, parse: parseNothing},
 }
 
 // execLoad runs the loop untraced and under each tracer, o.rounds times

@@ -8,9 +8,14 @@
 // attempts made, and reports throughput, latency, CPU, memory, attach
 // time, idle latency and wakeups as a table, JSON and a chart.
 //
-//	go run ./bench            # full run (root; ~10 minutes), results in bench/out/
-//	go run ./bench -quick     # smoke run (~1 minute)
-//	go run ./bench -publish   # also write bench/results.{json,md} and bench/throughput.png
+//	cd bench
+//	go run .            # full run (root; ~10 minutes), results in bench/out/
+//	go run . -quick     # smoke run (~1 minute)
+//	go run . -publish   # also write bench/results.{json,md} and bench/throughput.png
+//
+// bench is a module of its own, so that the tool's go.mod does not list
+// what only the benchmark links (gonum/plot); it builds the tool from the
+// repository's root.
 package main
 
 import (
@@ -52,6 +57,9 @@ type options struct {
 	tool        string
 	variants    map[string]string // name -> binary, measured as extra table configs
 	execN       int               // /bin/true runs of the exec load (0: skip)
+	// bystanderDur is how long getppid() is timed per sample (the round
+	// trips run twice as long); 0 skips the bystander rows.
+	bystanderDur time.Duration
 }
 
 func parseOptions(args []string) (*options, error) {
@@ -62,8 +70,9 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.count, "n", 0, "attempts per load run instead of a duration (0: use -d)")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (untraced/traced pairs per configuration)")
 	fs.StringVar(&concs, "c", "1,4,16", "concurrent connectors, comma separated")
-	fs.StringVar(&modes, "modes", "established,refused", "load modes: established, refused")
-	fs.StringVar(&configs, "configs", "table,json,count,metrics,bpftrace", "tracers: table, json, count (tcpconnect -c), metrics (-q --metrics-addr: counted in the kernel), bpftrace")
+	fs.StringVar(&modes, "modes", "established,refused", "load modes: established, refused; none: no connect rows")
+	fs.StringVar(&configs, "configs", "table,json,count,metrics,bpftrace", "tracers: table, json, count (tcpconnect -c), metrics (-q --metrics-addr: counted in the kernel), bpftrace, sync-errors (table with --sync-errors); the bystander rows add -r and sync-errors")
+	fs.DurationVar(&o.bystanderDur, "bystander", time.Second, "bystander rows: time getppid() this long per sample, then round trips for twice as long (0: skip)")
 	fs.IntVar(&o.idleSamples, "idle", 20, "idle single-connect latency samples per output mode (0: skip)")
 	fs.DurationVar(&o.waitIdle, "wait-idle", 20*time.Minute, "wait up to this long for QEMU (other engineers' kernel tests) to finish before measuring (0: do not wait)")
 	fs.BoolVar(&o.goBench, "gobench", true, "also run the user-space Go benchmarks (go test -bench)")
@@ -108,6 +117,9 @@ func parseOptions(args []string) (*options, error) {
 		if !set["exec"] {
 			o.execN = 1000
 		}
+		if !set["bystander"] {
+			o.bystanderDur = 200 * time.Millisecond
+		}
 	}
 	for _, s := range strings.Split(concs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -117,6 +129,9 @@ func parseOptions(args []string) (*options, error) {
 		o.concs = append(o.concs, n)
 	}
 	for _, m := range strings.Split(modes, ",") {
+		if m == "none" && modes == "none" {
+			break // bystander rows (and idle latency) only
+		}
 		if m != modeEstablished && m != modeRefused {
 			return nil, fmt.Errorf("bad mode %q", m)
 		}
@@ -124,7 +139,7 @@ func parseOptions(args []string) (*options, error) {
 	}
 	for _, c := range strings.Split(configs, ",") {
 		switch c {
-		case "table", "json", "count", "metrics", "bpftrace":
+		case "table", "json", "count", "metrics", "bpftrace", "sync-errors":
 		default:
 			return nil, fmt.Errorf("bad config %q", c)
 		}
@@ -267,6 +282,23 @@ func run(ctx context.Context, o *options) error {
 			}
 		}
 	}
+	if o.bystanderDur > 0 {
+		if err := b.waitForIdle(ctx, res); err != nil {
+			return err
+		}
+		res.Bystanders, res.BystanderRuns, err = b.measureBystanders(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range res.BystanderRuns {
+			if r.QEMU {
+				res.Machine.RunsWithQEMU++
+			}
+			if len(r.Foreign) > 0 {
+				res.Machine.BystanderRunsHooked++
+			}
+		}
+	}
 	if o.idleSamples > 0 {
 		if err := b.waitForIdle(ctx, res); err != nil {
 			return err
@@ -353,6 +385,9 @@ func (b *bench) setupConfigs(res *Results) (func(), error) {
 			b.configs = append(b.configs, tracerConfig{Name: name, Args: []string{"-c"}, parse: parseCounts})
 		case "metrics":
 			b.configs = append(b.configs, tracerConfig{Name: name, Args: []string{"-q", "--metrics-addr", "127.0.0.1:0"}, parse: parseNothing, scrape: true})
+		case "sync-errors":
+			// Table mode with the syscall tracepoints of --sync-errors.
+			b.configs = append(b.configs, tracerConfig{Name: name, Args: []string{"--sync-errors"}, parse: parseTable})
 		case "bpftrace":
 			u, err := b.setupBpftrace(res)
 			if err != nil {

@@ -46,16 +46,19 @@ func nums(xs []float64) []num {
 
 // Results is everything one benchmark run measured.
 type Results struct {
-	Started  time.Time     `json:"started"`
-	Finished time.Time     `json:"finished"`
-	Params   Params        `json:"params"`
-	Machine  Machine       `json:"machine"`
-	Rows     []Row         `json:"rows"`
-	Idle     []IdleResult  `json:"idle"`
-	Exec     []ExecResult  `json:"exec_load,omitempty"`
-	Targets  []TargetCheck `json:"targets"`
-	GoBench  string        `json:"go_bench,omitempty"`
-	Runs     []runRecord   `json:"runs"`
+	Started  time.Time    `json:"started"`
+	Finished time.Time    `json:"finished"`
+	Params   Params       `json:"params"`
+	Machine  Machine      `json:"machine"`
+	Rows     []Row        `json:"rows"`
+	Idle     []IdleResult `json:"idle"`
+	// Bystanders: what the tracers cost processes that never connect.
+	Bystanders    []BystanderRow `json:"bystanders,omitempty"`
+	BystanderRuns []BystanderRun `json:"bystander_runs,omitempty"`
+	Exec          []ExecResult   `json:"exec_load,omitempty"`
+	Targets       []TargetCheck  `json:"targets"`
+	GoBench       string         `json:"go_bench,omitempty"`
+	Runs          []runRecord    `json:"runs"`
 }
 
 // Params are the options the run used.
@@ -67,10 +70,12 @@ type Params struct {
 	Modes       []string `json:"modes"`
 	Configs     []string `json:"configs"`
 	Quick       bool     `json:"quick"`
+	// BystanderSeconds is the getppid() time per bystander sample.
+	BystanderSeconds float64 `json:"bystander_seconds,omitempty"`
 }
 
 func paramsOf(o *options) Params {
-	p := Params{Rounds: o.rounds, Concs: o.concs, Modes: o.modes, Configs: o.configs, Quick: o.quick}
+	p := Params{Rounds: o.rounds, Concs: o.concs, Modes: o.modes, Configs: o.configs, Quick: o.quick, BystanderSeconds: o.bystanderDur.Seconds()}
 	if o.count > 0 {
 		p.RunAttempts = o.count
 	} else {
@@ -95,6 +100,9 @@ type Machine struct {
 	BlocksRedone    int     `json:"blocks_redone_after_qemu"`
 	WaitedForIdle   string  `json:"waited_for_idle,omitempty"`
 	LoadAvgAtStart  float64 `json:"loadavg_1m_at_start"`
+	// BystanderRunsHooked counts bystander runs during which another
+	// process had a syscall tracepoint hooked (see BystanderRun.Foreign).
+	BystanderRunsHooked int `json:"bystander_runs_with_foreign_syscall_tracepoints"`
 	// AttachRetries counts tracer starts that failed and were tried again.
 	AttachRetries int `json:"attach_retries"`
 }
@@ -210,6 +218,13 @@ func evaluate(res *Results) []TargetCheck {
 	check("attach time", "attached within 300 ms (worst run)", func(r Row) (string, bool) {
 		return fmt.Sprintf("%.0f ms", float64(r.AttachMaxMs)), !(r.AttachMaxMs <= 300)
 	}, tool)
+	if t, ok := bystanderTarget(res.Bystanders); ok {
+		if n := res.Machine.BystanderRunsHooked; n > 0 {
+			t.Met = false
+			t.Got = fmt.Sprintf("not measurable: another process hooked a syscall tracepoint during %d runs; %s", n, t.Got)
+		}
+		out = append(out, t)
+	}
 	check("peak RSS", "≤ 40 MiB", func(r Row) (string, bool) {
 		return fmt.Sprintf("%.1f MiB", float64(r.MaxRSSMiB)), !(r.MaxRSSMiB <= 40)
 	}, tool)
@@ -344,6 +359,10 @@ func markdown(res *Results) string {
 		}
 		s.WriteString("\n")
 	}
+	if m.BystanderRunsHooked > 0 {
+		fmt.Fprintf(&s, "**During %d bystander runs another process had a syscall tracepoint hooked** (see `foreign_syscall_tracepoints` in the JSON): every task was on the slow syscall path, untraced runs too, so the bystander ratios below hide what a syscall tracepoint costs.\n\n", m.BystanderRunsHooked)
+	}
+	s.WriteString(bystanderMarkdown(res.Bystanders))
 	if len(res.Idle) > 0 {
 		s.WriteString("Idle latency (one connect after a quiet gap, from before connect() to its line on the tracer's stdout pipe):\n\n")
 		s.WriteString("| tracer | samples | median ms | max ms | timed out | tracer ctx sw/s at idle |\n|---|---:|---:|---:|---:|---:|\n")

@@ -388,14 +388,14 @@ func TestNotRoot(t *testing.T) {
 func TestResultsEndToEnd(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	open := listener(t, "127.0.0.1:0")
-	closed := listener(t, "127.0.0.1:0") // replaced by a closed port below
+	refused := refusingPort(t)
 	ns := testutil.NewNetNS(t)
 	if _, err := ns.DropSYN(9); err != nil {
 		t.Fatal(err)
 	}
 	for _, format := range []string{"table", "json"} {
 		t.Run(format, func(t *testing.T) {
-			args := []string{"-r", "-P", fmt.Sprintf("%d,%d,9", open.Port(), closed.Port()+1)}
+			args := []string{"-r", "-P", fmt.Sprintf("%d,%d,9", open.Port(), refused.Port())}
 			if format == "json" {
 				args = append(args, "--json")
 			}
@@ -404,7 +404,6 @@ func TestResultsEndToEnd(t *testing.T) {
 			if errno != 0 {
 				t.Fatal(errno)
 			}
-			refused := netip.AddrPortFrom(closed.Addr(), closed.Port()+1)
 			if _, errno := testutil.ConnectRaw(refused); errno != syscall.ECONNREFUSED {
 				t.Fatalf("connect %v: %v", refused, errno)
 			}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
 	"golang.org/x/sys/unix"
@@ -31,7 +32,7 @@ type options struct {
 	container       bool
 	containerPrefix string
 	extended        bool
-	wide            bool   // -w
+	wide            bool   // -W
 	cgroupPath      string // --cgroup, resolved in run
 	dns             bool   // -d
 	dnsCacheSize    int
@@ -67,7 +68,7 @@ Examples:
   tcpconnect -U -u 1000  # show UIDs, only trace UID 1000
   tcpconnect -c          # count connects per source, destination and port
   tcpconnect -r          # show how each attempt ended and how long it took
-  tcpconnect -w          # who: user, parent, executable and its arguments
+  tcpconnect -W          # who: user, parent, executable and its arguments
   tcpconnect --exe /usr/bin/curl  # only connects of processes running curl
   tcpconnect --json      # one JSON object per line
   tcpconnect -q --metrics-addr :9464  # no output; Prometheus metrics at :9464/metrics
@@ -109,23 +110,24 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVarP(&o.results, "result", "r", false, "print each attempt when it ends, with LAT(ms) and RESULT columns")
 	fs.BoolVar(&failed, "failed", false, "only failed attempts (implies -r)")
 	fs.Float64Var(&minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
-	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema in the README)")
+	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema: docs/json.md)")
 	addDaemonFlags(fs, &o.daemon)
 	fs.StringVar(&o.containerPrefix, "container", "", "add a CONTAINER column; --container=`ID-PREFIX` also keeps only containers whose id starts so")
 	fs.Lookup("container").NoOptDefVal = containerColumnOnly
 	fs.BoolVarP(&o.extended, "extended", "x", false, "add PPID and CGROUP columns")
-	fs.BoolVarP(&o.wide, "wide", "w", false, "add USER and PCOMM (the parent's name) after COMM, and EXE and ARGS (the program and its command line, captured at exec) at the end")
+	fs.BoolVarP(&o.wide, "wide", "W", false, "add USER and PCOMM (the parent's name) after COMM, and EXE and ARGS (the program and its command line, captured at exec) at the end")
 	fs.StringVar(&o.tracer.Exe, "exe", "", "only processes running this executable: its full `PATH` as the process's mount namespace sees it")
 	fs.StringVar(&o.tracer.Comm, "comm", "", "only threads with this exact `NAME` (as Inspektor Gadget's --comm; any process can rename its threads)")
 	fs.BoolVarP(&o.dns, "dns", "d", false, "add a DNAME column: the host name the process resolved to DADDR (from DNS answers seen on this host)")
-	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", 10000, "most host names -d remembers")
+	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", dns.DefaultSize, "most host names -d remembers")
 	fs.StringVar(&o.cgroupPath, "cgroup", "", "only processes in this cgroup v2 `PATH` or below it")
 	fs.StringVar(&netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
 	fs.StringVar(&o.tracer.CgroupMap, "cgroupmap", "", "bcc: only cgroups whose ids are keys of this pinned BPF hash `MAP`")
 	fs.StringVar(&o.tracer.MntnsMap, "mntnsmap", "", "bcc: only mount namespaces whose inodes are keys of this pinned BPF hash `MAP`")
 	fs.StringVar(&backend, "backend", "auto", "how to hook the kernel: auto, fentry, kprobe or sockops")
-	fs.StringVar(&bufSize, "buffer-size", "4M", "ring buffer size in bytes (K and M suffixes; a power of two)")
-	fs.IntVar(&maxPending, "max-pending", 65536, "attempts awaiting an answer that -r can follow at once")
+	fs.BoolVar(&o.tracer.SyncErrors, "sync-errors", false, "sockops backend: also report connect()s that fail before any SYN for lack of a route (with their errno) by hooking the connect syscall; slows every syscall of every process on the host by ~35 % (README)")
+	fs.StringVar(&bufSize, "buffer-size", formatSize(tracer.DefaultBufferSize), "ring buffer size in bytes (K and M suffixes; a power of two)")
+	fs.IntVar(&maxPending, "max-pending", tracer.DefaultMaxPending, "attempts awaiting an answer that -r can follow at once")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr which backend was chosen and why others were not")
 	fs.BoolVarP(&help, "help", "h", false, "show this help")
 
@@ -171,7 +173,6 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 
 func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize string, maxPending int, failed bool, minLatency float64) error {
 	c := &o.tracer
-	c.UID = -1
 	if pid != "" {
 		n, err := strconv.ParseUint(pid, 10, 32)
 		if err != nil || n == 0 {
@@ -184,7 +185,7 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 		if err != nil {
 			return usagef("invalid UID %q: want a number", uid)
 		}
-		c.UID = int64(n)
+		c.UIDFilter, c.UID = true, uint32(n)
 	}
 	if ports != "" {
 		for _, p := range strings.Split(ports, ",") {
@@ -234,7 +235,7 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 }
 
 // fillWho checks --exe and --comm and decides whether the tracer follows
-// processes: for JSON (whose keys exe, args, parent_* always exist), -w
+// processes: for JSON (whose keys exe, args, parent_* always exist), -W
 // and --exe; not for the plain table, -c or --output none, which would
 // pay for exec hooks they do not print.
 func (o *options) fillWho() error {
@@ -246,7 +247,7 @@ func (o *options) fillWho() error {
 		return usagef("invalid --comm %q: a thread name has at most 15 bytes", c.Comm)
 	}
 	if o.wide && o.json {
-		return usagef("-w widens the table; JSON always has its keys")
+		return usagef("-W widens the table; JSON always has its keys")
 	}
 	c.Processes = !o.count && o.daemon.output != outputNone && (o.json || o.wide)
 	return nil
@@ -283,6 +284,18 @@ func (o *options) fillContext(containerSet bool, netns string) error {
 		}
 	}
 	return nil
+}
+
+// formatSize writes a byte count as parseSize reads it, with the largest
+// suffix that divides it.
+func formatSize(n int) string {
+	switch {
+	case n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + "M"
+	case n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + "K"
+	}
+	return strconv.Itoa(n)
 }
 
 // parseSize reads a byte count with an optional K or M suffix.

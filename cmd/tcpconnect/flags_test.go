@@ -17,7 +17,7 @@ func TestUsageErrors(t *testing.T) {
 		{"-4", "-6"}, {"-u", "-1"}, {"--backend", "ebpf"}, {"--buffer-size", "3K"},
 		{"--buffer-size", "big"}, {"--nope"}, {"extra"}, {"-c", "-r"}, {"--min-latency", "-1"},
 		{"--max-pending", "0"}, {"--container", "abc"}, {"--container=xyz"}, {"--netns", "/nonexistent"},
-		{"--exe", "bin/curl"}, {"--exe", "/usr/../bin/curl"}, {"--comm", "0123456789abcdef"}, {"-w", "--json"},
+		{"--exe", "bin/curl"}, {"--exe", "/usr/../bin/curl"}, {"--comm", "0123456789abcdef"}, {"-W", "--json"},
 	} {
 		var out, errb bytes.Buffer
 		code := realMain(args, &out, &errb)
@@ -50,16 +50,20 @@ func TestFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := o.tracer
-	if !o.stamp || !o.uidCol || !o.json || c.PID != 181 || c.UID != 1000 || len(c.Ports) != 2 ||
+	if !o.stamp || !o.uidCol || !o.json || c.PID != 181 || !c.UIDFilter || c.UID != 1000 || len(c.Ports) != 2 ||
 		c.Ports[0] != 80 || c.Ports[1] != 81 || c.Family != event.FamilyIPv4 ||
-		c.Backend != tracer.BackendSockops || c.BufferSize != 8<<20 || c.Outcomes || c.Count {
+		c.Backend != tracer.BackendSockops || c.BufferSize != 8<<20 || c.Outcomes || c.Count || c.SyncErrors {
 		t.Errorf("parsed %+v", o)
+	}
+	o, err = parseFlags([]string{"--sync-errors"}, nil)
+	if err != nil || !o.tracer.SyncErrors {
+		t.Errorf("--sync-errors: %+v, %v", o, err)
 	}
 	o, err = parseFlags([]string{"--failed", "--min-latency", "2.5"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !o.results || !o.tracer.Outcomes || !o.tracer.OnlyFailed || o.tracer.MinLatency.Microseconds() != 2500 || o.tracer.UID != -1 {
+	if !o.results || !o.tracer.Outcomes || !o.tracer.OnlyFailed || o.tracer.MinLatency.Microseconds() != 2500 || o.tracer.UIDFilter {
 		t.Errorf("parsed %+v", o)
 	}
 	o, err = parseFlags([]string{"-c6"}, nil)
@@ -95,8 +99,8 @@ func TestWhoFlags(t *testing.T) {
 		args []string
 		want bool
 	}{
-		{nil, false}, {[]string{"-w"}, true}, {[]string{"--json"}, true}, {[]string{"-c"}, false},
-		{[]string{"-q"}, false}, {[]string{"-w", "-c"}, false},
+		{nil, false}, {[]string{"-W"}, true}, {[]string{"--json"}, true}, {[]string{"-c"}, false},
+		{[]string{"-q"}, false}, {[]string{"-W", "-c"}, false},
 	} {
 		o, err := parseFlags(tc.args, nil)
 		if err != nil {

@@ -2,7 +2,9 @@
 
 // Command tcpconnect traces active TCP connections (every connect()
 // attempt) with eBPF, like bcc's tcpconnect(8), and can tell how each
-// attempt ended.
+// attempt ended. It turns the flags into a tracer.Config and output
+// options, and wires the tracer to a printer and, with --metrics-addr, to
+// the metrics server; the work is done in internal/.
 package main
 
 import (
@@ -256,7 +258,7 @@ func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, verbose bool, er
 func warnLost(ctx context.Context, t *tracer.Tracer, stderr io.Writer) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var seen tracer.Stats
+	var seen event.Stats
 	for {
 		select {
 		case <-ctx.Done():

@@ -4,16 +4,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -139,7 +135,7 @@ func (noOutput) Flush() error             { return nil }
 // metricsPrinter counts each event before printing it.
 type metricsPrinter struct {
 	output.Printer
-	m *metrics.Metrics
+	m *metrics.Server
 }
 
 func (p metricsPrinter) Event(e *event.Event) error {
@@ -148,107 +144,32 @@ func (p metricsPrinter) Event(e *event.Event) error {
 }
 
 // serveMetrics starts the --metrics-addr endpoint for the attached tracer
-// t and returns p wrapped to count events, and a stop function that marks
-// the node unhealthy, shuts the server down and stops reading the
-// kernel's counters; call it before t is closed. /healthz turns 503 as
-// soon as ctx is done, when shutdown begins. Without --metrics-addr it
-// returns p unchanged.
+// t and returns p wrapped to count events, and a stop function to call
+// before t is closed. Without --metrics-addr it returns p unchanged.
 func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Printer, stderr io.Writer) (output.Printer, func(), error) {
-	addr := o.daemon.metricsAddr
-	if addr == "" {
+	if o.daemon.metricsAddr == "" {
 		return p, func() {}, nil
 	}
-	stats := &statsReader{t: t}
 	labels := prometheus.Labels{}
 	// Set from the downward API by the DaemonSet, so that each node's
 	// series stay apart wherever they are collected.
 	if node := os.Getenv("NODE_NAME"); node != "" {
 		labels["node"] = node
 	}
-	mcfg := metrics.Config{
-		Backend:     string(t.Backend()),
-		Version:     versionString(),
-		ConstLabels: labels,
-		Ports:       o.daemon.ports,
-		Stats:       stats.read,
-	}
-	if o.tracer.KernelMetrics {
-		mcfg.Kernel = stats.readKernel
-	}
-	m, err := metrics.New(mcfg)
+	srv, err := metrics.Serve(ctx, metrics.ServerConfig{
+		Config: metrics.Config{
+			Backend:     string(t.Backend()),
+			Version:     versionString(),
+			ConstLabels: labels,
+			Ports:       o.daemon.ports,
+		},
+		Addr:     o.daemon.metricsAddr,
+		Kernel:   o.tracer.KernelMetrics,
+		ErrorLog: stderr,
+	}, t)
 	if err != nil {
 		return nil, nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
-	}
-	srv := &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          log.New(stderr, "tcpconnect: metrics: ", 0),
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintf(stderr, "tcpconnect: warning: metrics server stopped: %v\n", err)
-		}
-	}()
-	m.SetReady(true)
-	unready := context.AfterFunc(ctx, func() { m.SetReady(false) })
-	// The address actually bound: with port 0 the kernel picks it.
-	fmt.Fprintf(stderr, "tcpconnect: serving metrics on http://%s/metrics\n", ln.Addr())
-	stop := func() {
-		unready()
-		m.SetReady(false)
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-		<-served
-		stats.detach()
-	}
-	return metricsPrinter{Printer: p, m: m}, stop, nil
-}
-
-// statsReader reads the tracer's counters for scrapes, until detach: a
-// scrape still running when the tracer closes must not touch its maps.
-type statsReader struct {
-	mu         sync.Mutex
-	t          *tracer.Tracer
-	last       tracer.Stats
-	lastKernel tracer.KernelMetrics
-}
-
-func (s *statsReader) read() (tracer.Stats, error) {
-	return readTracer(s, &s.last, (*tracer.Tracer).Stats)
-}
-
-// readKernel reads the kernel's outcome counts (--output none), like read.
-func (s *statsReader) readKernel() (tracer.KernelMetrics, error) {
-	return readTracer(s, &s.lastKernel, (*tracer.Tracer).Metrics)
-}
-
-// readTracer calls get on the tracer while it is attached, remembering
-// the value in last, which it returns once the tracer is detached.
-func readTracer[T any](s *statsReader, last *T, get func(*tracer.Tracer) (T, error)) (T, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.t == nil {
-		return *last, nil
-	}
-	v, err := get(s.t)
-	if err != nil {
-		return v, err
-	}
-	*last = v
-	return v, nil
-}
-
-func (s *statsReader) detach() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.t = nil
+	fmt.Fprintf(stderr, "tcpconnect: serving metrics on http://%s/metrics\n", srv.Addr())
+	return metricsPrinter{Printer: p, m: srv}, srv.Stop, nil
 }

@@ -25,10 +25,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
-
 	"github.com/tcpconnect/tcpconnect/internal/testutil"
 )
 
@@ -86,174 +82,57 @@ func TestDaemonFlags(t *testing.T) {
 	}
 }
 
-// readDaemonSet parses the DaemonSet of deploy/kubernetes.
-func readDaemonSet(t *testing.T) *appsv1.DaemonSet {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kubernetes", "daemonset.yaml"))
+// TestDaemonSetArgs: the binary's own flag parser takes the arguments of
+// the DaemonSet's container, and they mean what the manifest's comments
+// say. The rest of the manifest is checked with the Kubernetes API types
+// in deploy/kubernetes, a module of its own.
+func TestDaemonSetArgs(t *testing.T) {
+	args := manifestArgs(t, filepath.Join("..", "..", "deploy", "kubernetes", "daemonset.yaml"))
+	o, err := parseFlags(args, io.Discard)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var found *appsv1.DaemonSet
-	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(raw), -1) {
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatalf("a document of daemonset.yaml: %v", err)
-		}
-		if meta.Kind != "DaemonSet" {
-			continue
-		}
-		var ds appsv1.DaemonSet
-		// Strict: a misspelt field would be silently dropped by the API
-		// server's older versions and by this test otherwise.
-		if err := yaml.UnmarshalStrict([]byte(doc), &ds); err != nil {
-			t.Fatalf("DaemonSet: %v", err)
-		}
-		if found != nil {
-			t.Fatal("two DaemonSets in daemonset.yaml")
-		}
-		found = &ds
-	}
-	if found == nil {
-		t.Fatal("no DaemonSet in daemonset.yaml")
-	}
-	return found
-}
-
-// TestDaemonSetManifest checks the security-relevant parts of the
-// DaemonSet, and that the tool accepts its arguments.
-func TestDaemonSetManifest(t *testing.T) {
-	ds := readDaemonSet(t)
-	if ds.APIVersion != "apps/v1" {
-		t.Errorf("apiVersion %q", ds.APIVersion)
-	}
-	spec := ds.Spec.Template.Spec
-	if !spec.HostPID {
-		t.Error("hostPID is not true")
-	}
-	if spec.HostNetwork {
-		t.Error("hostNetwork: the tool needs no host network namespace to trace")
-	}
-	sel, labels := ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels
-	if len(sel) == 0 {
-		t.Error("no selector")
-	}
-	for k, v := range sel {
-		if labels[k] != v {
-			t.Errorf("selector %s=%s does not match the pod labels %v", k, v, labels)
-		}
-	}
-	if len(spec.Containers) != 1 {
-		t.Fatalf("%d containers, want 1", len(spec.Containers))
-	}
-	c := spec.Containers[0]
-	sc := c.SecurityContext
-	if sc == nil {
-		t.Fatal("no securityContext")
-	}
-	if sc.Privileged == nil || *sc.Privileged {
-		t.Error("privileged is not explicitly false")
-	}
-	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-		t.Error("allowPrivilegeEscalation is not false")
-	}
-	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-		t.Error("readOnlyRootFilesystem is not true")
-	}
-	if sc.Capabilities == nil {
-		t.Fatal("no capabilities")
-	}
-	add := slices.Sorted(slices.Values(sc.Capabilities.Add))
-	if want := []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN"}; !slices.Equal(add, want) {
-		t.Errorf("capabilities add %v, want exactly %v", add, want)
-	}
-	if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
-		t.Errorf("capabilities drop %v, want [ALL]", sc.Capabilities.Drop)
-	}
-	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-		if q, ok := c.Resources.Limits[res]; !ok || q.IsZero() {
-			t.Errorf("no %s limit", res)
-		}
-		if q, ok := c.Resources.Requests[res]; !ok || q.IsZero() {
-			t.Errorf("no %s request", res)
-		}
-	}
-	var port *corev1.ContainerPort
-	for i := range c.Ports {
-		if c.Ports[i].Name == "metrics" {
-			port = &c.Ports[i]
-		}
-	}
-	if port == nil || port.ContainerPort != 9464 {
-		t.Fatalf("ports %+v: want one named metrics on 9464", c.Ports)
-	}
-	ann := ds.Spec.Template.Annotations
-	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != "9464" {
-		t.Errorf("scrape annotations %v", ann)
-	}
-	var nodeEnv bool
-	for _, e := range c.Env {
-		if e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
-			nodeEnv = true
-		}
-	}
-	if !nodeEnv {
-		t.Error("no NODE_NAME from the downward API (spec.nodeName)")
-	}
-	// Every host path is mounted read-only.
-	hostPaths := map[string]string{}
-	for _, v := range spec.Volumes {
-		if v.HostPath != nil {
-			hostPaths[v.Name] = v.HostPath.Path
-		}
-	}
-	mounted := map[string]bool{}
-	for _, m := range c.VolumeMounts {
-		if p, ok := hostPaths[m.Name]; ok {
-			if !m.ReadOnly {
-				t.Errorf("host path %s is mounted writable", p)
-			}
-			mounted[p] = true
-		}
-	}
-	for _, p := range []string{"/sys/kernel/tracing", "/sys/fs/cgroup"} {
-		if !mounted[p] {
-			t.Errorf("host path %s is not mounted", p)
-		}
-	}
-	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/healthz" {
-		t.Error("no readiness probe on /healthz")
-	}
-
-	// The binary's own flag parser must take the container's arguments,
-	// and they must mean what the manifest's comments say.
-	o, err := parseFlags(c.Args, io.Discard)
-	if err != nil {
-		t.Fatalf("args %q: %v", c.Args, err)
+		t.Fatalf("args %q: %v", args, err)
 	}
 	if o.daemon.output != outputNone || o.daemon.metricsAddr != ":9464" || !o.tracer.Outcomes {
-		t.Errorf("args %q: output %q, metrics on %q, outcomes %v", c.Args, o.daemon.output, o.daemon.metricsAddr, o.tracer.Outcomes)
-	}
-	if len(c.Command) != 0 {
-		t.Errorf("command %q overrides the image's entrypoint", c.Command)
+		t.Errorf("args %q: output %q, metrics on %q, outcomes %v", args, o.daemon.output, o.daemon.metricsAddr, o.tracer.Outcomes)
 	}
 }
 
-// TestContainerfile: the image builds the command statically and starts
-// it; the binary it names is the one the DaemonSet runs.
-func TestContainerfile(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "Containerfile"))
+// manifestArgs returns the items of the one "args:" block list of a
+// manifest. It reads only that shape (plain scalars, one per line), and
+// fails the test on any other, rather than parse YAML in general.
+func manifestArgs(t *testing.T, path string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(raw)
-	for _, want := range []string{"CGO_ENABLED=0", "./cmd/tcpconnect", `ENTRYPOINT ["/usr/local/bin/tcpconnect"]`, "-X main.version="} {
-		if !strings.Contains(s, want) {
-			t.Errorf("Containerfile lacks %q", want)
+	lines := strings.Split(string(raw), "\n")
+	var args []string
+	found := false
+	for i, l := range lines {
+		if strings.TrimSpace(l) != "args:" {
+			continue
+		}
+		if found {
+			t.Fatalf("%s: two args: lists", path)
+		}
+		found = true
+		indent := len(l) - len(strings.TrimLeft(l, " "))
+		for _, item := range lines[i+1:] {
+			v, ok := strings.CutPrefix(strings.TrimLeft(item, " "), "- ")
+			if !ok || len(item)-len(strings.TrimLeft(item, " ")) <= indent {
+				break
+			}
+			if strings.ContainsAny(v, "\"'#[]{}") {
+				t.Fatalf("%s: args item %q is not a plain scalar", path, v)
+			}
+			args = append(args, v)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^FROM \S*(distroless/static|scratch)\S*\s*$`).MatchString(s) {
-		t.Error("the final image is not distroless/static or scratch")
+	if len(args) == 0 {
+		t.Fatalf("%s: no args: block list", path)
 	}
+	return args
 }
 
 var metricsAddrRE = regexp.MustCompile(`serving metrics on http://(\S+)/metrics`)
@@ -297,9 +176,32 @@ func scrapeMetrics(base string) (map[string]float64, error) {
 	return out, s.Err()
 }
 
-// closedPort returns a loopback address where nothing listens: connects
-// to it are refused. The kernel picked the port, so no other test uses it.
-func closedPort(t *testing.T) netip.AddrPort {
+// refusingPort returns a loopback address where nothing listens, so that
+// connects to it are refused, for as long as the test runs: a socket
+// bound to the port (and never listening) keeps anyone else from taking
+// it.
+func refusingPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
+}
+
+// freePort returns a loopback address that was free a moment ago, for a
+// program that binds it itself (Prometheus). Another program could take
+// it in between: then Prometheus cannot start, and the test says so
+// with Prometheus's own log, not with a wrong count.
+func freePort(t *testing.T) netip.AddrPort {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -320,7 +222,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	const n, m = 2000, 500
 	open := listener(t, "127.0.0.1:0")
-	refused := closedPort(t)
+	refused := refusingPort(t)
 	ports := fmt.Sprintf("%d,%d", open.Port(), refused.Port())
 	// -P keeps other traffic of this host (other tests) out of the counts.
 	p := startTool(t, "--output", "none", "--metrics-addr", "127.0.0.1:0", "--metrics-ports", ports, "-P", ports)
@@ -540,7 +442,7 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	promAddr := closedPort(t).String()
+	promAddr := freePort(t).String()
 	cmd := exec.Command(prom,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),

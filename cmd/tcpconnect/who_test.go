@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -11,15 +12,16 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
-	"github.com/tcpconnect/tcpconnect/internal/output"
 	"github.com/tcpconnect/tcpconnect/internal/testutil"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
 )
 
 // TestWhoEndToEnd: a program at a hostile path, run with hostile
 // arguments, connects and exits at once; the built tool names it in JSON
-// (exe, args cut and marked, parent, user) and in the -w table, on one
+// (exe, args cut and marked, parent, user) and in the -W table, on one
 // line, escaped; --exe keeps it and drops others.
 func TestWhoEndToEnd(t *testing.T) {
 	testutil.RequirePrivileged(t)
@@ -50,7 +52,7 @@ func TestWhoEndToEnd(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
-		esc := func(s string) string { return string(output.AppendEscaped(nil, []byte(s))) }
+		esc := escaped
 		args, _ := m["args"].([]any)
 		if m["exe"] != esc(path) || m["args_truncated"] != true || len(args) != len(wantArgs) ||
 			m["parent_exe"] != esc(self) || m["user"] != root.Username {
@@ -65,7 +67,7 @@ func TestWhoEndToEnd(t *testing.T) {
 	})
 
 	t.Run("table", func(t *testing.T) {
-		p := startTool(t, "-w", "-P", strconv.Itoa(int(ap.Port())))
+		p := startTool(t, "-W", "-P", strconv.Itoa(int(ap.Port())))
 		header := p.waitLine(t, "PCOMM", "EXE ARGS")
 		ch := testutil.StartChild(t, ap, testutil.ExecChild{Path: path, Argv: argv})
 		res := ch.Result()
@@ -73,7 +75,7 @@ func TestWhoEndToEnd(t *testing.T) {
 		if strings.ContainsAny(line, "\x1b\a\n") {
 			t.Errorf("raw control characters in %q", line)
 		}
-		want := strings.ReplaceAll(string(output.AppendEscaped(nil, []byte(path))), " ", `\x20`) + ` \x1b]0;pwned\x07 two\x0alines "" B`
+		want := strings.ReplaceAll(escaped(path), " ", `\x20`) + ` \x1b]0;pwned\x07 two\x0alines "" B`
 		if !strings.Contains(line, "  "+want) || !strings.HasSuffix(line, " bytes]") {
 			t.Errorf("row %q\nwant %q … [+N bytes]", line, want)
 		}
@@ -99,4 +101,26 @@ func TestWhoEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// escaped is the escaping the output promises for text from the traced
+// system, written here again as the test's ground truth: printable
+// characters stay, a backslash doubles, anything else is \xNN per byte.
+func escaped(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r != utf8.RuneError && unicode.IsPrint(r) && (r >= 0x20 && r != 0x7f):
+			b.WriteString(s[i : i+n])
+		default:
+			for _, c := range []byte(s[i : i+n]) {
+				fmt.Fprintf(&b, `\x%02x`, c)
+			}
+		}
+		i += n
+	}
+	return b.String()
 }

@@ -96,13 +96,6 @@ func (r *Resolver) Lookup(id uint64) (path, container string) {
 	return e.path, e.container
 }
 
-// Rescan walks the hierarchy now.
-func (r *Resolver) Rescan() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.scanLocked()
-}
-
 func (r *Resolver) scanLocked() {
 	r.lastScan = time.Now()
 	_ = filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package event holds the Go-native form of one connect attempt, shared
-// by the tracer (which decodes it from the kernel) and the output formats
-// (which print it). It imports nothing of BPF.
+// Package event holds the Go-native forms of what the tracer reports: one
+// connect attempt (Event), the rows of -c (Count), and the counters the
+// kernel keeps (Stats, KernelMetrics). The tracer fills them from the
+// kernel; the output formats and the metrics read them. It imports
+// nothing of BPF.
 package event
 
 import (
@@ -27,8 +29,8 @@ const (
 	KindPending Kind = 3
 )
 
-// Result is how an attempt ended, in the vocabulary documented in the
-// README.
+// Result is how an attempt ended, in the vocabulary documented in
+// docs/results.md. The tracer derives it from what the kernel saw and the errno.
 type Result uint8
 
 const (
@@ -64,49 +66,6 @@ func (r Result) String() string {
 		return resultNames[r]
 	}
 	return fmt.Sprintf("result(%d)", uint8(r))
-}
-
-// Failed reports whether the attempt is known to have failed.
-func (r Result) Failed() bool {
-	return r != ResultUnknown && r != ResultEstablished && r != ResultPending
-}
-
-// Kernel outcome codes (enum outcome in internal/tracer/bpf/tcpconnect.h).
-const (
-	OutcomeNone        = 0
-	OutcomeEstablished = 1
-	OutcomeFailed      = 2
-	OutcomeClosed      = 3
-	OutcomeSyncFailed  = 4
-)
-
-// ResultOf maps the kernel's outcome and errno to a Result.
-func ResultOf(outcome uint8, errno unix.Errno) Result {
-	switch outcome {
-	case OutcomeEstablished:
-		return ResultEstablished
-	case OutcomeClosed:
-		return ResultAborted
-	case OutcomeFailed, OutcomeSyncFailed:
-		switch errno {
-		case unix.ECONNREFUSED:
-			return ResultRefused
-		case unix.ETIMEDOUT:
-			return ResultTimeout
-		case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN:
-			return ResultUnreachable
-		case unix.ECONNRESET:
-			return ResultReset
-		case unix.ECONNABORTED:
-			return ResultAborted
-		case unix.EPERM, unix.EACCES:
-			return ResultDenied
-		case unix.EADDRNOTAVAIL:
-			return ResultNoPort
-		}
-		return ResultError
-	}
-	return ResultUnknown
 }
 
 // Event is one connect attempt, decoded. It holds no pointers into the
@@ -211,4 +170,34 @@ type Count struct {
 	Saddr, Daddr netip.Addr
 	Dport        uint16
 	Connects     uint64
+}
+
+// Stats are the tracer's counters, kept by the kernel.
+type Stats struct {
+	LostEvents   uint64 // records dropped: ring buffer full
+	LostAttempts uint64 // attempts not remembered: too many pending
+	LostCounts   uint64 // attempts not counted: count map full
+	Wakeups      uint64 // reader wakeups forced by the programs
+	LostDNS      uint64 // DNS answers dropped: ring buffer full (-d)
+	LostProcs    uint64 // processes not remembered or not sent: map or ring buffer full
+}
+
+// OutcomeCount is how many attempts ended one way, counted in the kernel.
+type OutcomeCount struct {
+	Family Family
+	Result Result
+	Dport  uint16 // 0 unless one of the ports counted on their own
+	Count  uint64
+}
+
+// KernelMetrics are the counts of ended attempts that the kernel keeps
+// instead of sending a record for each (--metrics-addr with --output
+// none).
+type KernelMetrics struct {
+	Outcomes []OutcomeCount
+	// Buckets[i] counts established attempts whose latency is at most
+	// the i-th bound of the histogram (and above the bound before); the
+	// last one, the others.
+	Buckets []uint64
+	Sum     time.Duration
 }

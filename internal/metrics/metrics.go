@@ -2,7 +2,9 @@
 
 // Package metrics turns connect outcomes into Prometheus metrics and
 // serves them, with a health check, for tcpconnect's daemon mode
-// (--metrics-addr).
+// (--metrics-addr): Serve starts the HTTP server for a tracer, reads the
+// tracer's counters at each scrape, and Stop ends both before the tracer
+// closes.
 //
 // Every series is created up front and its handle kept in an array or a
 // map indexed by what an event carries, so that Observe, called for each
@@ -27,7 +29,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tcpconnect/tcpconnect/internal/event"
-	"github.com/tcpconnect/tcpconnect/internal/tracer"
+)
+
+// The series that count connects, whether Observe counts them or the
+// kernel does (kernelCollector): one name and help text each.
+const (
+	connectsName = "tcpconnect_connects_total"
+	connectsHelp = "TCP connect attempts that ended, by socket family and result (see docs/results.md). Attempts still waiting for an answer are not counted until they end."
+	byPortName   = "tcpconnect_connects_by_port_total"
+	byPortHelp   = "TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports."
+	latencyName  = "tcpconnect_handshake_latency_seconds"
+	latencyHelp  = "Time from the SYN to the established connection, for attempts that were established."
 )
 
 // Config says what to export.
@@ -44,12 +56,12 @@ type Config struct {
 	// Stats reads the kernel's counters; it is called at each scrape, so
 	// the exported values are the kernel's own, never a copy that lags.
 	// nil: the loss counters are not exported.
-	Stats func() (tracer.Stats, error)
+	Stats func() (event.Stats, error)
 	// Kernel, if set, reads the counts of ended attempts and the latency
 	// histogram that the kernel keeps (tracer.Config.KernelMetrics, with
 	// the bounds of LatencyBuckets) at each scrape; the connect and
 	// latency series then come from it, and Observe is not needed.
-	Kernel func() (tracer.KernelMetrics, error)
+	Kernel func() (event.KernelMetrics, error)
 }
 
 // LatencyBuckets are the upper bounds, in seconds, of
@@ -102,8 +114,8 @@ func New(cfg Config) (*Metrics, error) {
 	r := prometheus.WrapRegistererWith(cfg.ConstLabels, m.reg)
 
 	connects := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tcpconnect_connects_total",
-		Help: "TCP connect attempts that ended, by socket family and result (see the README's Results table). Attempts still waiting for an answer are not counted until they end.",
+		Name: connectsName,
+		Help: connectsHelp,
 	}, []string{"family", "result"})
 	for fi, f := range families {
 		for r := event.ResultEstablished; int(r) < numResults; r++ {
@@ -111,8 +123,8 @@ func New(cfg Config) (*Metrics, error) {
 		}
 	}
 	byPort := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tcpconnect_connects_by_port_total",
-		Help: "TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports.",
+		Name: byPortName,
+		Help: byPortHelp,
 	}, []string{"dport"})
 	if len(cfg.Ports) > 0 {
 		m.byPort = make(map[uint16]prometheus.Counter, len(cfg.Ports))
@@ -121,8 +133,8 @@ func New(cfg Config) (*Metrics, error) {
 		}
 	}
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "tcpconnect_handshake_latency_seconds",
-		Help:    "Time from the SYN to the established connection, for attempts that were established.",
+		Name:    latencyName,
+		Help:    latencyHelp,
 		Buckets: LatencyBuckets,
 	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -184,18 +196,15 @@ func (m *Metrics) Observe(e *event.Event) {
 	}
 }
 
-// SetReady sets what /healthz answers: 200 while the programs are
+// setReady sets what /healthz answers: 200 while the programs are
 // attached, 503 before and once shutdown has begun, so that an
 // orchestrator stops trusting the node's numbers as soon as they stop
 // growing.
-func (m *Metrics) SetReady(ready bool) { m.ready.Store(ready) }
+func (m *Metrics) setReady(ready bool) { m.ready.Store(ready) }
 
 // Handler serves GET /metrics (Prometheus text or OpenMetrics, as the
 // scraper asks) and GET /healthz.
 func (m *Metrics) Handler() http.Handler { return m.handler }
-
-// Gatherer gives direct access to the series, for tests.
-func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 
 func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -210,11 +219,11 @@ func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
 // statsCollector reads the kernel's loss counters at each scrape: one
 // read of the per-CPU map serves both series.
 type statsCollector struct {
-	read            func() (tracer.Stats, error)
+	read            func() (event.Stats, error)
 	lost, untracked *prometheus.Desc
 }
 
-func newStatsCollector(read func() (tracer.Stats, error)) *statsCollector {
+func newStatsCollector(read func() (event.Stats, error)) *statsCollector {
 	return &statsCollector{
 		read: read,
 		lost: prometheus.NewDesc("tcpconnect_events_lost_total",
@@ -243,9 +252,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.untracked, prometheus.CounterValue, float64(st.LostAttempts))
 }
 
-// MaxPorts bounds --metrics-ports, and so the series of
+// maxPorts bounds --metrics-ports, and so the series of
 // tcpconnect_connects_by_port_total.
-const MaxPorts = 64
+const maxPorts = 64
 
 // ParsePorts reads a comma-separated port list (--metrics-ports). A port
 // given twice counts once.
@@ -264,33 +273,27 @@ func ParsePorts(s string) ([]uint16, error) {
 	if len(ports) == 0 {
 		return nil, errors.New("no port given")
 	}
-	if len(ports) > MaxPorts {
-		return nil, fmt.Errorf("%d ports given; at most %d get their own series", len(ports), MaxPorts)
+	if len(ports) > maxPorts {
+		return nil, fmt.Errorf("%d ports given; at most %d get their own series", len(ports), maxPorts)
 	}
 	return ports, nil
 }
 
 // kernelCollector serves the connect and latency series from the
-// kernel's own counts, read at each scrape (tracer.KernelMetrics).
+// kernel's own counts, read at each scrape (event.KernelMetrics).
 type kernelCollector struct {
-	read                      func() (tracer.KernelMetrics, error)
+	read                      func() (event.KernelMetrics, error)
 	ports                     []uint16
 	connects, byPort, latency *prometheus.Desc
 }
 
-func newKernelCollector(read func() (tracer.KernelMetrics, error), ports []uint16) *kernelCollector {
+func newKernelCollector(read func() (event.KernelMetrics, error), ports []uint16) *kernelCollector {
 	return &kernelCollector{
-		read:  read,
-		ports: ports,
-		connects: prometheus.NewDesc("tcpconnect_connects_total",
-			"TCP connect attempts that ended, by socket family and result (see the README's Results table). Attempts still waiting for an answer are not counted until they end.",
-			[]string{"family", "result"}, nil),
-		byPort: prometheus.NewDesc("tcpconnect_connects_by_port_total",
-			"TCP connect attempts that ended, whatever the result, by destination port; only for the ports given with --metrics-ports.",
-			[]string{"dport"}, nil),
-		latency: prometheus.NewDesc("tcpconnect_handshake_latency_seconds",
-			"Time from the SYN to the established connection, for attempts that were established.",
-			nil, nil),
+		read:     read,
+		ports:    ports,
+		connects: prometheus.NewDesc(connectsName, connectsHelp, []string{"family", "result"}, nil),
+		byPort:   prometheus.NewDesc(byPortName, byPortHelp, []string{"dport"}, nil),
+		latency:  prometheus.NewDesc(latencyName, latencyHelp, nil, nil),
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tcpconnect/tcpconnect/internal/event"
-	"github.com/tcpconnect/tcpconnect/internal/tracer"
 )
 
 func outcome(f event.Family, r event.Result, dport uint16, lat time.Duration) *event.Event {
@@ -80,12 +79,12 @@ func parseText(t *testing.T, r io.Reader) map[string]float64 {
 }
 
 func TestCountsAndHistogram(t *testing.T) {
-	stats := tracer.Stats{LostEvents: 7, LostAttempts: 3}
+	stats := event.Stats{LostEvents: 7, LostAttempts: 3}
 	m, err := New(Config{
 		Backend: "fentry", Version: "v9.9.9",
 		ConstLabels: prometheus.Labels{"node": "n1"},
 		Ports:       []uint16{443, 80},
-		Stats:       func() (tracer.Stats, error) { return stats, nil },
+		Stats:       func() (event.Stats, error) { return stats, nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +204,7 @@ func TestNoPortsNoNode(t *testing.T) {
 // series served.
 func TestStatsError(t *testing.T) {
 	m, err := New(Config{Backend: "sockops", Version: "dev",
-		Stats: func() (tracer.Stats, error) { return tracer.Stats{}, errors.New("map gone") }})
+		Stats: func() (event.Stats, error) { return event.Stats{}, errors.New("map gone") }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,15 +237,15 @@ func TestHealthz(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	if code, _ := get(); code != 503 {
-		t.Errorf("before SetReady(true): %d, want 503", code)
+		t.Errorf("before setReady(true): %d, want 503", code)
 	}
-	m.SetReady(true)
+	m.setReady(true)
 	if code, body := get(); code != 200 || body != "ok\n" {
 		t.Errorf("ready: %d %q, want 200 ok", code, body)
 	}
-	m.SetReady(false)
+	m.setReady(false)
 	if code, _ := get(); code != 503 {
-		t.Errorf("after SetReady(false): %d, want 503", code)
+		t.Errorf("after setReady(false): %d, want 503", code)
 	}
 	resp, err := http.Post(srv.URL+"/metrics", "text/plain", nil)
 	if err != nil {
@@ -302,19 +301,19 @@ func TestParsePorts(t *testing.T) {
 		}
 	}
 	var many []string
-	for p := 1; p <= MaxPorts+1; p++ {
+	for p := 1; p <= maxPorts+1; p++ {
 		many = append(many, strconv.Itoa(p))
 	}
 	if _, err := ParsePorts(strings.Join(many, ",")); err == nil {
-		t.Errorf("%d ports accepted", MaxPorts+1)
+		t.Errorf("%d ports accepted", maxPorts+1)
 	}
 }
 
 // TestKernelCounts: with Config.Kernel, the connect and latency series
 // come from the kernel's counts (cumulated into Prometheus's buckets).
 func TestKernelCounts(t *testing.T) {
-	km := tracer.KernelMetrics{
-		Outcomes: []tracer.OutcomeCount{
+	km := event.KernelMetrics{
+		Outcomes: []event.OutcomeCount{
 			{Family: event.FamilyIPv4, Result: event.ResultEstablished, Dport: 443, Count: 5},
 			{Family: event.FamilyIPv4, Result: event.ResultEstablished, Count: 2},
 			{Family: event.FamilyIPv6, Result: event.ResultRefused, Dport: 443, Count: 3},
@@ -325,7 +324,7 @@ func TestKernelCounts(t *testing.T) {
 		Sum:     20 * time.Second,
 	}
 	m, err := New(Config{Backend: "sockops", Ports: []uint16{443, 80},
-		Kernel: func() (tracer.KernelMetrics, error) { return km, nil }})
+		Kernel: func() (event.KernelMetrics, error) { return km, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"unsafe"
 )
 
-// unsafeBytes views s as bytes without copying, for AppendEscaped; the
+// unsafeBytes views s as bytes without copying, for appendEscaped; the
 // bytes must not be modified.
 func unsafeBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
@@ -16,11 +16,11 @@ func unsafeBytes(s string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// AppendEscaped appends text that came from the traced system (a process
+// appendEscaped appends text that came from the traced system (a process
 // name, a cgroup path) to dst so that it cannot act on a terminal or
 // forge a line: printable characters stay, a backslash becomes `\\`, and
 // control characters, escape sequences and invalid UTF-8 become `\xNN`.
-func AppendEscaped(dst, src []byte) []byte {
+func appendEscaped(dst, src []byte) []byte {
 	for i := 0; i < len(src); {
 		c := src[i]
 		switch {
@@ -48,7 +48,7 @@ func AppendEscaped(dst, src []byte) []byte {
 }
 
 // appendJSONString appends s as a JSON string. s must already be
-// escaped with AppendEscaped or be tool-made ASCII, so only the quote
+// escaped with appendEscaped or be tool-made ASCII, so only the quote
 // and the backslash need JSON escaping.
 func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')

@@ -44,7 +44,7 @@ type Options struct {
 	// cgroup_path and container_id); nil leaves them empty.
 	Cgroups CgroupNamer
 	// Who adds USER and PCOMM after COMM, and EXE and ARGS at the end of
-	// the row (-w).
+	// the row (-W).
 	Who bool
 	// Users names UIDs (the USER column, the JSON key user); nil: none.
 	Users UserNamer
@@ -134,13 +134,17 @@ type Table struct {
 
 // NewTable returns a table printer on w.
 func NewTable(w io.Writer, opts Options) *Table {
-	// 39 is the longest IPv6 address netip prints, so v6 addresses never
-	// shift the columns.
-	width := 39
-	if opts.IPv4Only {
-		width = 15
+	return &Table{base: newBase(w, opts), addrWidth: addrWidth(opts.IPv4Only)}
+}
+
+// addrWidth is the width of an address column: 39, the longest IPv6
+// address netip prints, so that v6 addresses never shift the columns; 15
+// (255.255.255.255) when only IPv4 is traced.
+func addrWidth(ipv4Only bool) int {
+	if ipv4Only {
+		return len("255.255.255.255")
 	}
-	return &Table{base: newBase(w, opts), addrWidth: width}
+	return len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
 }
 
 // col ends a row's column that started at from: padded to width, and
@@ -252,7 +256,7 @@ func (t *Table) Event(e *event.Event) error {
 		b = col(b, s, 8)
 	}
 	s = len(b)
-	b = AppendEscaped(b, e.CommBytes())
+	b = appendEscaped(b, e.CommBytes())
 	b = col(b, s, 17)
 	if t.opts.Who {
 		s = len(b)
@@ -260,7 +264,7 @@ func (t *Table) Event(e *event.Event) error {
 		b = col(b, s, 9)
 		s = len(b)
 		if e.Proc != nil && e.Proc.ParentComm != "" {
-			b = AppendEscaped(b, unsafeBytes(e.Proc.ParentComm))
+			b = appendEscaped(b, unsafeBytes(e.Proc.ParentComm))
 		} else {
 			b = append(b, '-')
 		}
@@ -310,7 +314,7 @@ func (t *Table) Event(e *event.Event) error {
 	if t.opts.Names != nil {
 		s = len(b)
 		if name, ok := t.opts.Names.Lookup(e.Daddr); ok {
-			b = AppendEscaped(b, unsafeBytes(name))
+			b = appendEscaped(b, unsafeBytes(name))
 		} else {
 			b = append(b, '-')
 		}
@@ -347,14 +351,14 @@ func endSep(b []byte) []byte {
 func (b *base) appendUser(dst []byte, uid uint32) []byte {
 	if b.opts.Users != nil {
 		if name, ok := b.opts.Users.Lookup(uid); ok {
-			return AppendEscaped(dst, unsafeBytes(name))
+			return appendEscaped(dst, unsafeBytes(name))
 		}
 	}
 	return strconv.AppendUint(dst, uint64(uid), 10)
 }
 
 // appendWho writes EXE and ARGS: each a single token (a space inside
-// becomes \x20, the rest is escaped as AppendEscaped does), the
+// becomes \x20, the rest is escaped as appendEscaped does), the
 // arguments separated by spaces, an empty one as "", and a command line
 // longer than the kernel keeps followed by " [+N bytes]". "-" when the
 // process is unknown.
@@ -387,14 +391,14 @@ func appendWho(b []byte, p *event.Process) []byte {
 	return b
 }
 
-// appendToken escapes s as AppendEscaped does, and its spaces too.
+// appendToken escapes s as appendEscaped does, and its spaces too.
 func appendToken(b []byte, s string) []byte {
 	for {
 		i := strings.IndexByte(s, ' ')
 		if i < 0 {
-			return AppendEscaped(b, unsafeBytes(s))
+			return appendEscaped(b, unsafeBytes(s))
 		}
-		b = AppendEscaped(b, unsafeBytes(s[:i]))
+		b = appendEscaped(b, unsafeBytes(s[:i]))
 		b = append(b, `\x20`...)
 		s = s[i+1:]
 	}
@@ -406,7 +410,7 @@ func appendPath(b []byte, path string) []byte {
 	if path == "" {
 		return append(b, '-')
 	}
-	return AppendEscaped(b, unsafeBytes(path))
+	return appendEscaped(b, unsafeBytes(path))
 }
 
 // appendResult writes the RESULT word; "error" carries its errno name,
@@ -428,7 +432,7 @@ func appendErrno(b []byte, errno unix.Errno) []byte {
 	return strconv.AppendInt(b, int64(errno), 10)
 }
 
-// JSON prints one object per line; keys are documented in the README.
+// JSON prints one object per line; keys are documented in docs/json.md.
 type JSON struct {
 	base
 }
@@ -450,7 +454,7 @@ func (j *JSON) Event(e *event.Event) error {
 	b = append(b, `,"tid":`...)
 	b = strconv.AppendUint(b, uint64(e.TID), 10)
 	b = append(b, `,"comm":`...)
-	j.scratch = AppendEscaped(j.scratch[:0], e.CommBytes())
+	j.scratch = appendEscaped(j.scratch[:0], e.CommBytes())
 	b = appendJSONString(b, j.scratch)
 	b = append(b, `,"uid":`...)
 	b = strconv.AppendUint(b, uint64(e.UID), 10)
@@ -462,7 +466,7 @@ func (j *JSON) Event(e *event.Event) error {
 	b = strconv.AppendUint(b, e.CgroupID, 10)
 	cgPath, container := j.opts.lookupCgroup(e.CgroupID)
 	b = append(b, `,"cgroup_path":`...)
-	j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(cgPath))
+	j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(cgPath))
 	b = appendJSONString(b, j.scratch)
 	b = append(b, `,"container_id":"`...)
 	b = append(b, container...) // 64 hex digits or nothing
@@ -483,7 +487,7 @@ func (j *JSON) Event(e *event.Event) error {
 	if j.opts.Names != nil {
 		b = append(b, `,"daddr_name":`...)
 		if name, ok := j.opts.Names.Lookup(e.Daddr); ok {
-			j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(name))
+			j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(name))
 			b = appendJSONString(b, j.scratch)
 		} else {
 			b = append(b, "null"...)
@@ -491,7 +495,7 @@ func (j *JSON) Event(e *event.Event) error {
 	}
 	b = append(b, `,"user":`...)
 	if name, ok := j.lookupUser(e.UID); ok {
-		j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(name))
+		j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(name))
 		b = appendJSONString(b, j.scratch)
 	} else {
 		b = append(b, "null"...)
@@ -540,7 +544,7 @@ func (j *JSON) appendProcess(b []byte, p *event.Process) []byte {
 		if !known {
 			return append(b, "null"...)
 		}
-		j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(s))
+		j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(s))
 		return appendJSONString(b, j.scratch)
 	}
 	if p == nil {
@@ -556,7 +560,7 @@ func (j *JSON) appendProcess(b []byte, p *event.Process) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			j.scratch = AppendEscaped(j.scratch[:0], unsafeBytes(a))
+			j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(a))
 			b = appendJSONString(b, j.scratch)
 		}
 		b = append(b, ']')
@@ -567,9 +571,9 @@ func (j *JSON) appendProcess(b []byte, p *event.Process) []byte {
 	return str(b, `,"parent_exe":`, p.ParentExe, p.ParentExe != "")
 }
 
-// SortCounts orders counts as -c prints them: most connects first, then
+// sortCounts orders counts as -c prints them: most connects first, then
 // by addresses and port so that the order is stable.
-func SortCounts(counts []event.Count) {
+func sortCounts(counts []event.Count) {
 	slices.SortFunc(counts, func(a, b event.Count) int {
 		if c := cmp.Compare(b.Connects, a.Connects); c != 0 {
 			return c
@@ -586,12 +590,9 @@ func SortCounts(counts []event.Count) {
 
 // WriteCounts prints the counts of -c, sorted, as a table or JSON lines.
 func WriteCounts(w io.Writer, counts []event.Count, asJSON, ipv4Only bool) error {
-	SortCounts(counts)
+	sortCounts(counts)
 	bw := bufio.NewWriter(w)
-	width := 39
-	if ipv4Only {
-		width = 15
-	}
+	width := addrWidth(ipv4Only)
 	var b []byte
 	if !asJSON {
 		b = append(b, "SADDR"...)

@@ -106,8 +106,8 @@ func TestEscape(t *testing.T) {
 		"bad\xc3":          `bad\xc3`,
 		"\x7f\x9b":         `\x7f\x9b`,
 	} {
-		if got := string(AppendEscaped(nil, []byte(in))); got != want {
-			t.Errorf("AppendEscaped(%q) = %q, want %q", in, got, want)
+		if got := string(appendEscaped(nil, []byte(in))); got != want {
+			t.Errorf("appendEscaped(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

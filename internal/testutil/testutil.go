@@ -43,12 +43,19 @@ var neededCaps = []struct {
 // so CI cannot go green by skipping.
 func RequirePrivileged(t testing.TB) {
 	t.Helper()
-	reason := missingPrivilege()
+	requirePrivileged(t, missingPrivilege(), os.Getenv(requirePrivilegedEnv) == "1")
+}
+
+// requirePrivileged is RequirePrivileged's decision: nothing when nothing
+// is missing (reason ""), else a failure when required, else a skip.
+func requirePrivileged(t testing.TB, reason string, required bool) {
+	t.Helper()
 	if reason == "" {
 		return
 	}
-	if os.Getenv(requirePrivilegedEnv) == "1" {
+	if required {
 		t.Fatalf("PRIVILEGED TEST CANNOT RUN: %s, and %s=1 requires it to", reason, requirePrivilegedEnv)
+		return
 	}
 	t.Skipf("SKIPPING PRIVILEGED TEST: %s (run as root to exercise the kernel; set %s=1 to turn this skip into a failure)",
 		reason, requirePrivilegedEnv)

@@ -169,10 +169,69 @@ func threadNSInode(t *testing.T) uint64 {
 	return nsInode(t, fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 }
 
+// recorder is a testing.TB that records Skipf and Fatalf instead of
+// ending the test.
+type recorder struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Skipf(format string, args ...any) {
+	r.skipped = fmt.Sprintf(format, args...)
+}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.failed = fmt.Sprintf(format, args...)
+}
+
+// TestRequirePrivileged: a missing privilege skips the test with the
+// reason, or fails it when CI requires privileged tests; nothing missing,
+// nothing happens.
 func TestRequirePrivileged(t *testing.T) {
-	RequirePrivileged(t)
-	if r := missingPrivilege(); r != "" {
-		t.Fatalf("RequirePrivileged returned but missingPrivilege says %q", r)
+	for _, tc := range []struct {
+		reason        string
+		required      bool
+		skip, failure bool
+	}{
+		{reason: "", required: false},
+		{reason: "", required: true},
+		{reason: "not root (euid 1000)", required: false, skip: true},
+		{reason: "not root (euid 1000)", required: true, failure: true},
+	} {
+		r := &recorder{}
+		requirePrivileged(r, tc.reason, tc.required)
+		if (r.skipped != "") != tc.skip || (r.failed != "") != tc.failure {
+			t.Errorf("reason %q, required %v: skipped %q, failed %q", tc.reason, tc.required, r.skipped, r.failed)
+		}
+		if msg := r.skipped + r.failed; tc.reason != "" && !strings.Contains(msg, tc.reason) {
+			t.Errorf("reason %q, required %v: the message %q does not say why", tc.reason, tc.required, msg)
+		}
+	}
+}
+
+// TestMissingPrivilege compares missingPrivilege with what the kernel
+// shows in /proc/self/status: root, and every needed capability in CapEff.
+func TestMissingPrivilege(t *testing.T) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var capEff uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &capEff); err != nil {
+				t.Fatalf("CapEff %q: %v", v, err)
+			}
+		}
+	}
+	want := os.Geteuid() == 0
+	for _, c := range neededCaps {
+		if capEff&(1<<c.bit) == 0 {
+			want = false
+		}
+	}
+	if got := missingPrivilege(); (got == "") != want {
+		t.Errorf("missingPrivilege() = %q, but euid %d and CapEff %#x say privileged=%v", got, os.Geteuid(), capEff, want)
 	}
 }
 

@@ -21,9 +21,9 @@ const (
 	BackendSockops Backend = "sockops"
 )
 
-// Backends lists the backends in the order auto tries them: the most
+// autoOrder lists the backends in the order auto tries them: the most
 // direct hook first.
-var Backends = []Backend{BackendFentry, BackendKprobe, BackendSockops}
+var autoOrder = []Backend{BackendFentry, BackendKprobe, BackendSockops}
 
 // ParseBackend checks a --backend value.
 func ParseBackend(s string) (Backend, error) {
@@ -31,7 +31,7 @@ func ParseBackend(s string) (Backend, error) {
 	if b == BackendAuto {
 		return b, nil
 	}
-	for _, known := range Backends {
+	for _, known := range autoOrder {
 		if b == known {
 			return b, nil
 		}
@@ -41,36 +41,25 @@ func ParseBackend(s string) (Backend, error) {
 
 // Objects of each backend: LoadAndAssign loads only the programs named in
 // the struct, so a backend never loads (and the verifier never sees) the
-// programs of another.
+// programs of another. Every backend loads every map: the generated
+// tcpconnectMaps names them all.
 type sharedObjects struct {
-	State        *ebpf.Program `ebpf:"tcpconnect_state"`
-	ConnectEnter *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
-	ConnectExit  *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
-
-	Events   *ebpf.Map `ebpf:"events"`
-	Stats    *ebpf.Map `ebpf:"stats"`
-	Ports    *ebpf.Map `ebpf:"ports"`
-	Calls    *ebpf.Map `ebpf:"calls"`
-	Attempts *ebpf.Map `ebpf:"attempts"`
-	Counts   *ebpf.Map `ebpf:"counts"`
-
-	CgroupFilter  *ebpf.Map `ebpf:"cgroup_filter"`
-	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
-	LatencyHist   *ebpf.Map `ebpf:"latency_hist"`
-	MetricsPorts  *ebpf.Map `ebpf:"metrics_ports"`
-	Procs         *ebpf.Map `ebpf:"procs"`
+	State *ebpf.Program `ebpf:"tcpconnect_state"`
+	tcpconnectMaps
 }
 
 type fentryObjects struct {
 	sharedObjects
-	StreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
-	TCPConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
+	StreamConnect     *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
+	StreamConnectExit *ebpf.Program `ebpf:"tcpconnect_fexit_stream_connect"`
+	TCPConnect        *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
 }
 
 type kprobeObjects struct {
 	sharedObjects
-	StreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
-	TCPConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
+	StreamConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
+	StreamConnectRet *ebpf.Program `ebpf:"tcpconnect_kretprobe_stream_connect"`
+	TCPConnect       *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
 }
 
 type sockopsObjects struct {
@@ -78,6 +67,15 @@ type sockopsObjects struct {
 	Connect4 *ebpf.Program `ebpf:"tcpconnect_connect4"`
 	Connect6 *ebpf.Program `ebpf:"tcpconnect_connect6"`
 	Sockops  *ebpf.Program `ebpf:"tcpconnect_sockops"`
+}
+
+// sockopsSyncObjects is the sockops backend with --sync-errors: the
+// syscall tracepoints that give connect()'s errno, at the price of every
+// syscall of the host (see Config.SyncErrors).
+type sockopsSyncObjects struct {
+	sockopsObjects
+	ConnectEnter *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
+	ConnectExit  *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
 }
 
 // loaded is one backend's programs and maps in the kernel, and its links.
@@ -111,29 +109,28 @@ func (l *loaded) attach(what string, lk link.Link, err error) error {
 // attachShared attaches the hooks every backend uses.
 func (l *loaded) attachShared(o *sharedObjects) error {
 	lk, err := link.Tracepoint("sock", "inet_sock_set_state", o.State, nil)
-	if err := l.attach("tracepoint sock/inet_sock_set_state", lk, err); err != nil {
-		return err
-	}
-	lk, err = link.Tracepoint("syscalls", "sys_enter_connect", o.ConnectEnter, nil)
-	if err := l.attach("tracepoint syscalls/sys_enter_connect", lk, err); err != nil {
-		return err
-	}
-	lk, err = link.Tracepoint("syscalls", "sys_exit_connect", o.ConnectExit, nil)
-	return l.attach("tracepoint syscalls/sys_exit_connect", lk, err)
+	return l.attach("tracepoint sock/inet_sock_set_state", lk, err)
 }
 
 // load loads and attaches backend b from spec. On error, nothing of it
-// stays in the kernel.
-func load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, opts *ebpf.CollectionOptions) (*loaded, error) {
+// stays in the kernel. syncErrors adds the syscall tracepoints where the
+// backend cannot see connect()'s return otherwise (sockops).
+func load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, syncErrors bool, opts *ebpf.CollectionOptions) (*loaded, error) {
 	l := &loaded{}
-	if err := l.load(spec, b, cgroupPath, opts); err != nil {
+	if err := l.load(spec, b, cgroupPath, syncErrors, opts); err != nil {
 		l.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, opts *ebpf.CollectionOptions) error {
+func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, syncErrors bool, opts *ebpf.CollectionOptions) error {
+	// fentry and kprobe see inet_stream_connect return; sockops only
+	// through the syscall tracepoint.
+	exitHooked := b != BackendSockops || syncErrors
+	if err := spec.Variables["exit_hooked"].Set(exitHooked); err != nil {
+		return fmt.Errorf("setting exit_hooked: %w", err)
+	}
 	switch b {
 	case BackendFentry:
 		var o fentryObjects
@@ -141,15 +138,20 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 			return fmt.Errorf("loading: %w", err)
 		}
 		l.shared = &o.sharedObjects
-		l.closers = append(l.closers, o.StreamConnect, o.TCPConnect)
+		l.closers = append(l.closers, o.StreamConnect, o.StreamConnectExit, o.TCPConnect)
 		l.closeShared()
-		lk, err := link.AttachTracing(link.TracingOptions{Program: o.StreamConnect})
-		if err := l.attach("fentry/inet_stream_connect", lk, err); err != nil {
-			return err
-		}
-		lk, err = link.AttachTracing(link.TracingOptions{Program: o.TCPConnect})
-		if err := l.attach("fentry/tcp_connect", lk, err); err != nil {
-			return err
+		for _, a := range []struct {
+			name string
+			prog *ebpf.Program
+		}{
+			{"fentry/inet_stream_connect", o.StreamConnect},
+			{"fexit/inet_stream_connect", o.StreamConnectExit},
+			{"fentry/tcp_connect", o.TCPConnect},
+		} {
+			lk, err := link.AttachTracing(link.TracingOptions{Program: a.prog})
+			if err := l.attach(a.name, lk, err); err != nil {
+				return err
+			}
 		}
 	case BackendKprobe:
 		var o kprobeObjects
@@ -157,10 +159,20 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 			return fmt.Errorf("loading: %w", err)
 		}
 		l.shared = &o.sharedObjects
-		l.closers = append(l.closers, o.StreamConnect, o.TCPConnect)
+		l.closers = append(l.closers, o.StreamConnect, o.StreamConnectRet, o.TCPConnect)
 		l.closeShared()
 		lk, err := link.Kprobe("inet_stream_connect", o.StreamConnect, nil)
 		if err := l.attach("kprobe/inet_stream_connect", lk, err); err != nil {
+			return err
+		}
+		// The kernel follows max(10, 2 × possible CPUs) calls at once; a
+		// blocking connect holds one until its handshake ends, and a call
+		// past that limit loses only its return value (a failure before
+		// the SYN). A larger RetprobeMaxActive would need a tracefs
+		// kprobe_events entry, which outlives a killed tool and must be
+		// removed through a tracefs of the private mount namespace.
+		lk, err = link.Kretprobe("inet_stream_connect", o.StreamConnectRet, nil)
+		if err := l.attach("kretprobe/inet_stream_connect", lk, err); err != nil {
 			return err
 		}
 		lk, err = link.Kprobe("tcp_connect", o.TCPConnect, nil)
@@ -171,13 +183,31 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, o
 		if cgroupPath == "" {
 			return errors.New("no cgroup v2 hierarchy to attach to (sockops needs one)")
 		}
-		var o sockopsObjects
-		if err := spec.LoadAndAssign(&o, opts); err != nil {
+		var (
+			so sockopsSyncObjects
+			o  = &so.sockopsObjects
+		)
+		if syncErrors {
+			if err := spec.LoadAndAssign(&so, opts); err != nil {
+				return fmt.Errorf("loading: %w", err)
+			}
+			l.closers = append(l.closers, so.ConnectEnter, so.ConnectExit)
+		} else if err := spec.LoadAndAssign(o, opts); err != nil {
 			return fmt.Errorf("loading: %w", err)
 		}
 		l.shared = &o.sharedObjects
 		l.closers = append(l.closers, o.Connect4, o.Connect6, o.Sockops)
 		l.closeShared()
+		if syncErrors {
+			lk, err := link.Tracepoint("syscalls", "sys_enter_connect", so.ConnectEnter, nil)
+			if err := l.attach("tracepoint syscalls/sys_enter_connect", lk, err); err != nil {
+				return err
+			}
+			lk, err = link.Tracepoint("syscalls", "sys_exit_connect", so.ConnectExit, nil)
+			if err := l.attach("tracepoint syscalls/sys_exit_connect", lk, err); err != nil {
+				return err
+			}
+		}
 		for _, a := range []struct {
 			name string
 			prog *ebpf.Program
@@ -210,8 +240,8 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 		DNS *ebpf.Program `ebpf:"tcpconnect_dns"`
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"events": l.shared.Events,
-		"stats":  l.shared.Stats,
+		tcpconnectMapEvents: l.shared.Events,
+		tcpconnectMapStats:  l.shared.Stats,
 	}}
 	if err := spec.LoadAndAssign(&o, opts); err != nil {
 		return fmt.Errorf("loading the DNS program: %w", err)
@@ -223,9 +253,7 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 
 func (l *loaded) closeShared() {
 	o := l.shared
-	l.closers = append(l.closers, o.State, o.ConnectEnter, o.ConnectExit,
-		o.Events, o.Stats, o.Ports, o.Calls, o.Attempts, o.Counts, o.CgroupFilter,
-		o.OutcomeCounts, o.LatencyHist, o.MetricsPorts, o.Procs)
+	l.closers = append(l.closers, o.State, &o.tcpconnectMaps)
 }
 
 // CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, or "".

@@ -3,39 +3,13 @@
 package tracer
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"golang.org/x/sys/unix"
-)
-
-// Offsets of struct event (bpf/tcpconnect.h); TestEventLayout checks them
-// against the generated type, which bpf2go takes from the object's BTF.
-const (
-	offStartNs   = 0
-	offLatencyNs = 8
-	offCgroupID  = 16
-	offSaddr     = 24
-	offDaddr     = 40
-	offPid       = 56
-	offTid       = 60
-	offUID       = 64
-	offErr       = 68
-	offPpid      = 72
-	offPidNsPid  = 76
-	offNetnsIno  = 80
-	offMntnsIno  = 84
-	offSport     = 88
-	offDport     = 90
-	offFamily    = 92
-	offKind      = 94
-	offOutcome   = 95
-	offComm      = 96
-	offExecID    = 112
-	eventSize    = 120
 )
 
 const (
@@ -65,61 +39,119 @@ func (c clock) now() uint64 {
 	return uint64(ts.Nano())
 }
 
-// decode fills e from one ring-buffer record. It reads by offset so that
-// the hot path neither allocates nor reflects.
-func decode(raw []byte, c clock, e *event.Event) error {
-	if len(raw) < eventSize {
-		return fmt.Errorf("short record: %d bytes, want %d", len(raw), eventSize)
+// A record's first byte is its kind (enum record_kind); the rest follows
+// from it.
+type recordKind = tcpconnectRecordKind
+
+const (
+	recordAttempt = tcpconnectRecordKindRECORD_ATTEMPT
+	recordOutcome = tcpconnectRecordKindRECORD_OUTCOME
+	recordDNS     = tcpconnectRecordKindRECORD_DNS
+	recordProcess = tcpconnectRecordKindRECORD_PROCESS
+)
+
+// asEvent views a ring-buffer record as the generated struct event, in
+// place: the hot path neither copies, allocates nor reflects. Records are
+// 8-byte aligned in the ring buffer and in the buffer ringbuf copies them
+// to, as the struct needs.
+func asEvent(raw []byte) (*tcpconnectEvent, error) {
+	if len(raw) < int(unsafe.Sizeof(tcpconnectEvent{})) {
+		return nil, fmt.Errorf("short record: %d bytes, want %d", len(raw), unsafe.Sizeof(tcpconnectEvent{}))
 	}
-	le := binary.LittleEndian
-	e.Mono = le.Uint64(raw[offStartNs:])
+	return (*tcpconnectEvent)(unsafe.Pointer(unsafe.SliceData(raw))), nil
+}
+
+// decode fills e from one event record (RECORD_ATTEMPT or
+// RECORD_OUTCOME).
+func decode(raw []byte, c clock, e *event.Event) error {
+	r, err := asEvent(raw)
+	if err != nil {
+		return err
+	}
+	return decodeEvent(r, c, e)
+}
+
+// decodeEvent fills e from a struct event: a record, or an entry of the
+// attempts map.
+func decodeEvent(r *tcpconnectEvent, c clock, e *event.Event) error {
+	switch recordKind(r.Kind) {
+	case recordAttempt:
+		e.Kind = event.KindAttempt
+	case recordOutcome:
+		e.Kind = event.KindOutcome
+	default:
+		return fmt.Errorf("event record of unknown kind %d", r.Kind)
+	}
+	e.Mono = r.StartNs
 	e.Time = c.at(e.Mono)
-	e.Latency = time.Duration(le.Uint64(raw[offLatencyNs:]))
-	e.PID = le.Uint32(raw[offPid:])
-	e.TID = le.Uint32(raw[offTid:])
-	e.UID = le.Uint32(raw[offUID:])
-	e.PPID = le.Uint32(raw[offPpid:])
-	e.PIDNsPID = le.Uint32(raw[offPidNsPid:])
-	e.CgroupID = le.Uint64(raw[offCgroupID:])
-	e.NetnsIno = le.Uint32(raw[offNetnsIno:])
-	e.MntnsIno = le.Uint32(raw[offMntnsIno:])
-	e.Errno = unix.Errno(int32(le.Uint32(raw[offErr:])))
-	e.Sport = le.Uint16(raw[offSport:])
-	e.Dport = le.Uint16(raw[offDport:])
-	switch le.Uint16(raw[offFamily:]) {
+	e.Latency = time.Duration(r.LatencyNs)
+	e.PID = r.Pid
+	e.TID = r.Tid
+	e.UID = r.Uid
+	e.PPID = r.Ppid
+	e.PIDNsPID = r.PidNsPid
+	e.CgroupID = r.CgroupId
+	e.NetnsIno = r.NetnsIno
+	e.MntnsIno = r.MntnsIno
+	e.Errno = unix.Errno(r.Err)
+	e.Sport = r.Sport
+	e.Dport = r.Dport
+	switch r.Family {
 	case afInet:
 		e.Family = event.FamilyIPv4
-		e.Saddr = netip.AddrFrom4([4]byte(raw[offSaddr : offSaddr+4]))
-		e.Daddr = netip.AddrFrom4([4]byte(raw[offDaddr : offDaddr+4]))
+		e.Saddr = netip.AddrFrom4([4]byte(r.Saddr[:4]))
+		e.Daddr = netip.AddrFrom4([4]byte(r.Daddr[:4]))
 	case afInet6:
 		e.Family = event.FamilyIPv6
-		e.Saddr = netip.AddrFrom16([16]byte(raw[offSaddr : offSaddr+16]))
-		e.Daddr = netip.AddrFrom16([16]byte(raw[offDaddr : offDaddr+16]))
+		e.Saddr = netip.AddrFrom16(r.Saddr)
+		e.Daddr = netip.AddrFrom16(r.Daddr)
 	default:
-		return fmt.Errorf("record with unknown address family %d", le.Uint16(raw[offFamily:]))
+		return fmt.Errorf("record with unknown address family %d", r.Family)
 	}
-	e.Kind = event.Kind(raw[offKind])
-	e.Result = event.ResultOf(raw[offOutcome], e.Errno)
-	copy(e.Comm[:], raw[offComm:offComm+16])
-	e.ExecID = le.Uint64(raw[offExecID:])
+	e.Result = resultOf(tcpconnectOutcome(r.Outcome), e.Errno)
+	// char[16] in C, int8 in Go: the same bytes.
+	e.Comm = *(*[16]byte)(unsafe.Pointer(&r.Comm))
+	e.ExecID = r.ExecId
 	e.Proc = nil
 	return nil
 }
 
-// A DNS record (struct dns_record): its size tells it from an event.
-const (
-	dnsRecordSize = 8 + 1024
-	offDNSLen     = 0
-	offDNSTCP     = 4
-	offDNSMsg     = 8
-)
-
-// dnsMessage returns the DNS message in a DNS record and whether it came
-// over TCP.
-func dnsMessage(raw []byte) ([]byte, bool) {
-	n := binary.LittleEndian.Uint32(raw[offDNSLen:])
-	if n > dnsRecordSize-offDNSMsg {
-		n = dnsRecordSize - offDNSMsg
+// resultOf maps the kernel's outcome and errno to a Result.
+func resultOf(outcome tcpconnectOutcome, errno unix.Errno) event.Result {
+	switch outcome {
+	case tcpconnectOutcomeOUTCOME_ESTABLISHED:
+		return event.ResultEstablished
+	case tcpconnectOutcomeOUTCOME_CLOSED:
+		return event.ResultAborted
+	case tcpconnectOutcomeOUTCOME_FAILED, tcpconnectOutcomeOUTCOME_SYNC_FAILED:
+		switch errno {
+		case unix.ECONNREFUSED:
+			return event.ResultRefused
+		case unix.ETIMEDOUT:
+			return event.ResultTimeout
+		case unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN:
+			return event.ResultUnreachable
+		case unix.ECONNRESET:
+			return event.ResultReset
+		case unix.ECONNABORTED:
+			return event.ResultAborted
+		case unix.EPERM, unix.EACCES:
+			return event.ResultDenied
+		case unix.EADDRNOTAVAIL:
+			return event.ResultNoPort
+		}
+		return event.ResultError
 	}
-	return raw[offDNSMsg : offDNSMsg+int(n)], raw[offDNSTCP] != 0
+	return event.ResultUnknown
+}
+
+// dnsMessage returns the DNS message in a DNS record (RECORD_DNS) and
+// whether it came over TCP.
+func dnsMessage(raw []byte) ([]byte, bool, error) {
+	if len(raw) < int(unsafe.Sizeof(tcpconnectDnsRecord{})) {
+		return nil, false, fmt.Errorf("short DNS record: %d bytes, want %d", len(raw), unsafe.Sizeof(tcpconnectDnsRecord{}))
+	}
+	r := (*tcpconnectDnsRecord)(unsafe.Pointer(unsafe.SliceData(raw)))
+	n := min(int(r.Len), len(r.Msg))
+	return r.Msg[:n], r.Tcp != 0, nil
 }

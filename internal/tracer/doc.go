@@ -14,9 +14,13 @@
 //	kprobe   kprobe/inet_stream_connect   kprobe/tcp_connect       BTF (CO-RE), CONFIG_KPROBES
 //	sockops  cgroup/connect4, connect6    sockops TCP_CONNECT_CB   BTF, cgroup v2 mounted
 //
-// All of them share tracepoint sock/inet_sock_set_state (outcomes) and
-// syscalls/sys_{enter,exit}_connect (connect()'s own error), and a ring
-// buffer. Auto tries fentry, then kprobe, then sockops, attaching for
+// connect()'s own result (failures before any SYN) comes from
+// fexit/inet_stream_connect (fentry) or kretprobe/inet_stream_connect
+// (kprobe). sockops has no such hook: it infers what its hooks show (a
+// denial by an earlier cgroup program, no free port), and only with
+// Config.SyncErrors adds syscalls/sys_{enter,exit}_connect, which slow
+// every syscall of the host (TIF_SYSCALL_TRACEPOINT). All of them share
+// tracepoint sock/inet_sock_set_state (outcomes) and a ring buffer. Auto tries fentry, then kprobe, then sockops, attaching for
 // real, because a kernel can list a feature and still refuse it (these
 // project machines refuse trampolines with EPERM and have no kprobes).
 //

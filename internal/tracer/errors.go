@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -72,12 +71,6 @@ func verboseError(err error) string {
 		return fmt.Sprintf("%+v", err)
 	}
 	return err.Error()
-}
-
-// rawEvent views a generated event struct as the bytes the ring buffer
-// would carry, so decode serves both paths.
-func rawEvent(e *tcpconnectEvent) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(e)), unsafe.Sizeof(*e))
 }
 
 // unavailable says in words why backend b could not attach, when the

@@ -11,11 +11,11 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
-// Probe tells whether this kernel can attach backend b at all, with a
+// probe tells whether this kernel can attach backend b at all, with a
 // program that does nothing. Unlike Open, a failure here means the
 // kernel lacks the mechanism, not that our programs are wrong: tests use
 // it to tell a missing feature (skip) from a broken program (fail).
-func Probe(b Backend) error {
+func probe(b Backend) error {
 	insns := asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
 	var spec *ebpf.ProgramSpec
 	switch b {

@@ -41,12 +41,6 @@ const (
 	procNoArgs     = uint8(tcpconnectProcFlagPROC_NO_ARGS)
 )
 
-// eventProcess is EVENT_PROCESS (enum event_kind), the kind of a struct
-// proc_record; TestProcLayout checks it against the object's BTF.
-const eventProcess = 8
-
-var procRecordSize = int(unsafe.Sizeof(tcpconnectProcRecord{}))
-
 // procObjects are the programs that follow execs, forks and exits.
 type procObjects struct {
 	Exec *ebpf.Program `ebpf:"tcpconnect_exec"`
@@ -196,14 +190,18 @@ func procFromKernel(p *tcpconnectProc) *event.Process {
 }
 
 // decodeProcRecord reads a struct proc_record into the cache.
-func (t *Tracer) decodeProcRecord(raw []byte) {
-	r := (*tcpconnectProcRecord)(unsafe.Pointer(&raw[0]))
+func (t *Tracer) decodeProcRecord(raw []byte) error {
+	if len(raw) < int(unsafe.Sizeof(tcpconnectProcRecord{})) {
+		return fmt.Errorf("short process record: %d bytes, want %d", len(raw), unsafe.Sizeof(tcpconnectProcRecord{}))
+	}
+	r := (*tcpconnectProcRecord)(unsafe.Pointer(unsafe.SliceData(raw)))
 	p := procFromKernel(&r.Proc)
 	p.ParentComm = string(bytes.TrimRight(r.ParentComm[:], "\x00"))
 	if n := min(int(r.ParentExeLen), len(r.ParentExe)); n > 0 {
 		p.ParentExe = exePath(r.ParentExe[:n], r.ParentFlags)
 	}
 	t.procs.put(r.Pid, r.Proc.ExecId, p)
+	return nil
 }
 
 // resolveProc sets e.Proc from the records the kernel sent or, failing

@@ -14,16 +14,16 @@ import (
 )
 
 type tcpconnectCall struct {
-	_       structs.HostLayout
-	StartNs uint64
-	Sk      uint64
-	Saddr   [16]uint8
-	Daddr   [16]uint8
-	Sport   uint16
-	Dport   uint16
-	Family  uint16
-	SynSent uint8
-	Pad     uint8
+	_        structs.HostLayout
+	StartNs  uint64
+	Sk       uint64
+	Saddr    [16]uint8
+	Daddr    [16]uint8
+	Sport    uint16
+	Dport    uint16
+	Family   uint16
+	SynSent  uint8
+	StateSet uint8
 }
 
 type tcpconnectCountKey struct {
@@ -36,15 +36,21 @@ type tcpconnectCountKey struct {
 }
 
 type tcpconnectDnsRecord struct {
-	_   structs.HostLayout
-	Len uint32
-	Tcp uint8
-	Pad [3]uint8
-	Msg [1024]uint8
+	_    structs.HostLayout
+	Kind uint8
+	Tcp  uint8
+	Pad  uint16
+	Len  uint32
+	Msg  [1024]uint8
 }
 
 type tcpconnectEvent struct {
 	_         structs.HostLayout
+	Kind      uint8
+	Outcome   uint8
+	Family    uint16
+	Sport     uint16
+	Dport     uint16
 	StartNs   uint64
 	LatencyNs uint64
 	CgroupId  uint64
@@ -58,14 +64,28 @@ type tcpconnectEvent struct {
 	PidNsPid  uint32
 	NetnsIno  uint32
 	MntnsIno  uint32
-	Sport     uint16
-	Dport     uint16
-	Family    uint16
-	Kind      uint8
-	Outcome   uint8
 	Comm      [16]int8
 	ExecId    uint64
 }
+
+type tcpconnectLatencySlot uint32
+
+const (
+	tcpconnectLatencySlotLATENCY_BUCKETS tcpconnectLatencySlot = 16
+	tcpconnectLatencySlotLATENCY_INF     tcpconnectLatencySlot = 16
+	tcpconnectLatencySlotLATENCY_SUM     tcpconnectLatencySlot = 17
+	tcpconnectLatencySlotLATENCY_SLOTS   tcpconnectLatencySlot = 18
+)
+
+type tcpconnectOutcome uint32
+
+const (
+	tcpconnectOutcomeOUTCOME_NONE        tcpconnectOutcome = 0
+	tcpconnectOutcomeOUTCOME_ESTABLISHED tcpconnectOutcome = 1
+	tcpconnectOutcomeOUTCOME_FAILED      tcpconnectOutcome = 2
+	tcpconnectOutcomeOUTCOME_CLOSED      tcpconnectOutcome = 3
+	tcpconnectOutcomeOUTCOME_SYNC_FAILED tcpconnectOutcome = 4
+)
 
 type tcpconnectOutcomeKey struct {
 	_       structs.HostLayout
@@ -112,67 +132,95 @@ type tcpconnectProcRecord struct {
 	ParentExe    [1024]uint8
 }
 
+type tcpconnectRecordKind uint32
+
+const (
+	tcpconnectRecordKindRECORD_ATTEMPT tcpconnectRecordKind = 1
+	tcpconnectRecordKindRECORD_OUTCOME tcpconnectRecordKind = 2
+	tcpconnectRecordKindRECORD_DNS     tcpconnectRecordKind = 3
+	tcpconnectRecordKindRECORD_PROCESS tcpconnectRecordKind = 4
+)
+
+type tcpconnectStatIndex uint32
+
+const (
+	tcpconnectStatIndexSTAT_LOST_EVENTS   tcpconnectStatIndex = 0
+	tcpconnectStatIndexSTAT_LOST_ATTEMPTS tcpconnectStatIndex = 1
+	tcpconnectStatIndexSTAT_LOST_COUNTS   tcpconnectStatIndex = 2
+	tcpconnectStatIndexSTAT_WAKEUPS       tcpconnectStatIndex = 3
+	tcpconnectStatIndexSTAT_LOST_DNS      tcpconnectStatIndex = 4
+	tcpconnectStatIndexSTAT_LOST_PROCS    tcpconnectStatIndex = 5
+	tcpconnectStatIndexSTAT_MAX           tcpconnectStatIndex = 6
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpconnectMapAttempts                       = "attempts"
-	tcpconnectMapCalls                          = "calls"
-	tcpconnectMapCgroupFilter                   = "cgroup_filter"
-	tcpconnectMapCgroupmap                      = "cgroupmap"
-	tcpconnectMapCounts                         = "counts"
-	tcpconnectMapEvents                         = "events"
-	tcpconnectMapLatencyHist                    = "latency_hist"
-	tcpconnectMapMetricsPorts                   = "metrics_ports"
-	tcpconnectMapMntnsmap                       = "mntnsmap"
-	tcpconnectMapOutcomeCounts                  = "outcome_counts"
-	tcpconnectMapPorts                          = "ports"
-	tcpconnectMapProcScratch                    = "proc_scratch"
-	tcpconnectMapProcs                          = "procs"
-	tcpconnectMapStats                          = "stats"
-	tcpconnectProgTcpconnectConnect4            = "tcpconnect_connect4"
-	tcpconnectProgTcpconnectConnect6            = "tcpconnect_connect6"
-	tcpconnectProgTcpconnectConnectEnter        = "tcpconnect_connect_enter"
-	tcpconnectProgTcpconnectConnectExit         = "tcpconnect_connect_exit"
-	tcpconnectProgTcpconnectDns                 = "tcpconnect_dns"
-	tcpconnectProgTcpconnectExec                = "tcpconnect_exec"
-	tcpconnectProgTcpconnectExit                = "tcpconnect_exit"
-	tcpconnectProgTcpconnectFentryStreamConnect = "tcpconnect_fentry_stream_connect"
-	tcpconnectProgTcpconnectFentryTcpConnect    = "tcpconnect_fentry_tcp_connect"
-	tcpconnectProgTcpconnectFork                = "tcpconnect_fork"
-	tcpconnectProgTcpconnectKprobeStreamConnect = "tcpconnect_kprobe_stream_connect"
-	tcpconnectProgTcpconnectKprobeTcpConnect    = "tcpconnect_kprobe_tcp_connect"
-	tcpconnectProgTcpconnectSockops             = "tcpconnect_sockops"
-	tcpconnectProgTcpconnectState               = "tcpconnect_state"
-	tcpconnectVarCountMode                      = "count_mode"
-	tcpconnectVarFilterByCgroup                 = "filter_by_cgroup"
-	tcpconnectVarFilterByCgroupmap              = "filter_by_cgroupmap"
-	tcpconnectVarFilterByComm                   = "filter_by_comm"
-	tcpconnectVarFilterByExe                    = "filter_by_exe"
-	tcpconnectVarFilterByMntnsmap               = "filter_by_mntnsmap"
-	tcpconnectVarFilterByPort                   = "filter_by_port"
-	tcpconnectVarFilterByUid                    = "filter_by_uid"
-	tcpconnectVarFilterComm                     = "filter_comm"
-	tcpconnectVarFilterExe                      = "filter_exe"
-	tcpconnectVarFilterExeLen                   = "filter_exe_len"
-	tcpconnectVarFilterFamily                   = "filter_family"
-	tcpconnectVarFilterNetns                    = "filter_netns"
-	tcpconnectVarFilterPid                      = "filter_pid"
-	tcpconnectVarFilterUid                      = "filter_uid"
-	tcpconnectVarLastWakeupNs                   = "last_wakeup_ns"
-	tcpconnectVarLatencyBoundsNs                = "latency_bounds_ns"
-	tcpconnectVarMetricsInKernel                = "metrics_in_kernel"
-	tcpconnectVarMinLatencyNs                   = "min_latency_ns"
-	tcpconnectVarOnlyFailed                     = "only_failed"
-	tcpconnectVarTrackOutcomes                  = "track_outcomes"
-	tcpconnectVarUnusedCountKey                 = "unused_count_key"
-	tcpconnectVarUnusedDnsRecord                = "unused_dns_record"
-	tcpconnectVarUnusedEvent                    = "unused_event"
-	tcpconnectVarUnusedEventKind                = "unused_event_kind"
-	tcpconnectVarUnusedOutcomeKey               = "unused_outcome_key"
-	tcpconnectVarUnusedProcFlag                 = "unused_proc_flag"
-	tcpconnectVarUnusedProcRecord               = "unused_proc_record"
-	tcpconnectVarWakeupGapNs                    = "wakeup_gap_ns"
+	tcpconnectMapAttempts                          = "attempts"
+	tcpconnectMapCalls                             = "calls"
+	tcpconnectMapCgroupFilter                      = "cgroup_filter"
+	tcpconnectMapCgroupmap                         = "cgroupmap"
+	tcpconnectMapCounts                            = "counts"
+	tcpconnectMapEvents                            = "events"
+	tcpconnectMapLatencyHist                       = "latency_hist"
+	tcpconnectMapMetricsPorts                      = "metrics_ports"
+	tcpconnectMapMntnsmap                          = "mntnsmap"
+	tcpconnectMapOutcomeCounts                     = "outcome_counts"
+	tcpconnectMapPorts                             = "ports"
+	tcpconnectMapProcScratch                       = "proc_scratch"
+	tcpconnectMapProcs                             = "procs"
+	tcpconnectMapStats                             = "stats"
+	tcpconnectProgTcpconnectConnect4               = "tcpconnect_connect4"
+	tcpconnectProgTcpconnectConnect6               = "tcpconnect_connect6"
+	tcpconnectProgTcpconnectConnectEnter           = "tcpconnect_connect_enter"
+	tcpconnectProgTcpconnectConnectExit            = "tcpconnect_connect_exit"
+	tcpconnectProgTcpconnectDns                    = "tcpconnect_dns"
+	tcpconnectProgTcpconnectExec                   = "tcpconnect_exec"
+	tcpconnectProgTcpconnectExit                   = "tcpconnect_exit"
+	tcpconnectProgTcpconnectFentryStreamConnect    = "tcpconnect_fentry_stream_connect"
+	tcpconnectProgTcpconnectFentryTcpConnect       = "tcpconnect_fentry_tcp_connect"
+	tcpconnectProgTcpconnectFexitStreamConnect     = "tcpconnect_fexit_stream_connect"
+	tcpconnectProgTcpconnectFork                   = "tcpconnect_fork"
+	tcpconnectProgTcpconnectKprobeStreamConnect    = "tcpconnect_kprobe_stream_connect"
+	tcpconnectProgTcpconnectKprobeTcpConnect       = "tcpconnect_kprobe_tcp_connect"
+	tcpconnectProgTcpconnectKretprobeStreamConnect = "tcpconnect_kretprobe_stream_connect"
+	tcpconnectProgTcpconnectSockops                = "tcpconnect_sockops"
+	tcpconnectProgTcpconnectState                  = "tcpconnect_state"
+	tcpconnectVarCountMode                         = "count_mode"
+	tcpconnectVarExitHooked                        = "exit_hooked"
+	tcpconnectVarFilterByCgroup                    = "filter_by_cgroup"
+	tcpconnectVarFilterByCgroupmap                 = "filter_by_cgroupmap"
+	tcpconnectVarFilterByComm                      = "filter_by_comm"
+	tcpconnectVarFilterByExe                       = "filter_by_exe"
+	tcpconnectVarFilterByMntnsmap                  = "filter_by_mntnsmap"
+	tcpconnectVarFilterByPort                      = "filter_by_port"
+	tcpconnectVarFilterByUid                       = "filter_by_uid"
+	tcpconnectVarFilterComm                        = "filter_comm"
+	tcpconnectVarFilterExe                         = "filter_exe"
+	tcpconnectVarFilterExeLen                      = "filter_exe_len"
+	tcpconnectVarFilterFamily                      = "filter_family"
+	tcpconnectVarFilterNetns                       = "filter_netns"
+	tcpconnectVarFilterPid                         = "filter_pid"
+	tcpconnectVarFilterUid                         = "filter_uid"
+	tcpconnectVarHaveGetRetval                     = "have_get_retval"
+	tcpconnectVarLastWakeupNs                      = "last_wakeup_ns"
+	tcpconnectVarLatencyBoundsNs                   = "latency_bounds_ns"
+	tcpconnectVarMetricsInKernel                   = "metrics_in_kernel"
+	tcpconnectVarMinLatencyNs                      = "min_latency_ns"
+	tcpconnectVarOnlyFailed                        = "only_failed"
+	tcpconnectVarTrackOutcomes                     = "track_outcomes"
+	tcpconnectVarUnusedCountKey                    = "unused_count_key"
+	tcpconnectVarUnusedDnsRecord                   = "unused_dns_record"
+	tcpconnectVarUnusedEvent                       = "unused_event"
+	tcpconnectVarUnusedLatencySlot                 = "unused_latency_slot"
+	tcpconnectVarUnusedOutcome                     = "unused_outcome"
+	tcpconnectVarUnusedOutcomeKey                  = "unused_outcome_key"
+	tcpconnectVarUnusedProcFlag                    = "unused_proc_flag"
+	tcpconnectVarUnusedProcRecord                  = "unused_proc_record"
+	tcpconnectVarUnusedRecordKind                  = "unused_record_kind"
+	tcpconnectVarUnusedStatIndex                   = "unused_stat_index"
+	tcpconnectVarWakeupGapNs                       = "wakeup_gap_ns"
 )
 
 // loadTcpconnect returns the embedded CollectionSpec for tcpconnect.
@@ -217,20 +265,22 @@ type tcpconnectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectProgramSpecs struct {
-	TcpconnectConnect4            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect4"`
-	TcpconnectConnect6            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect6"`
-	TcpconnectConnectEnter        *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
-	TcpconnectConnectExit         *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
-	TcpconnectDns                 *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
-	TcpconnectExec                *ebpf.ProgramSpec `ebpf:"tcpconnect_exec"`
-	TcpconnectExit                *ebpf.ProgramSpec `ebpf:"tcpconnect_exit"`
-	TcpconnectFentryStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
-	TcpconnectFentryTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
-	TcpconnectFork                *ebpf.ProgramSpec `ebpf:"tcpconnect_fork"`
-	TcpconnectKprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
-	TcpconnectKprobeTcpConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
-	TcpconnectSockops             *ebpf.ProgramSpec `ebpf:"tcpconnect_sockops"`
-	TcpconnectState               *ebpf.ProgramSpec `ebpf:"tcpconnect_state"`
+	TcpconnectConnect4               *ebpf.ProgramSpec `ebpf:"tcpconnect_connect4"`
+	TcpconnectConnect6               *ebpf.ProgramSpec `ebpf:"tcpconnect_connect6"`
+	TcpconnectConnectEnter           *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
+	TcpconnectConnectExit            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
+	TcpconnectDns                    *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
+	TcpconnectExec                   *ebpf.ProgramSpec `ebpf:"tcpconnect_exec"`
+	TcpconnectExit                   *ebpf.ProgramSpec `ebpf:"tcpconnect_exit"`
+	TcpconnectFentryStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
+	TcpconnectFentryTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectFexitStreamConnect     *ebpf.ProgramSpec `ebpf:"tcpconnect_fexit_stream_connect"`
+	TcpconnectFork                   *ebpf.ProgramSpec `ebpf:"tcpconnect_fork"`
+	TcpconnectKprobeStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
+	TcpconnectKprobeTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
+	TcpconnectKretprobeStreamConnect *ebpf.ProgramSpec `ebpf:"tcpconnect_kretprobe_stream_connect"`
+	TcpconnectSockops                *ebpf.ProgramSpec `ebpf:"tcpconnect_sockops"`
+	TcpconnectState                  *ebpf.ProgramSpec `ebpf:"tcpconnect_state"`
 }
 
 // tcpconnectMapSpecs contains maps before they are loaded into the kernel.
@@ -258,6 +308,7 @@ type tcpconnectMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectVariableSpecs struct {
 	CountMode         *ebpf.VariableSpec `ebpf:"count_mode"`
+	ExitHooked        *ebpf.VariableSpec `ebpf:"exit_hooked"`
 	FilterByCgroup    *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.VariableSpec `ebpf:"filter_by_cgroupmap"`
 	FilterByComm      *ebpf.VariableSpec `ebpf:"filter_by_comm"`
@@ -272,6 +323,7 @@ type tcpconnectVariableSpecs struct {
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterUid         *ebpf.VariableSpec `ebpf:"filter_uid"`
+	HaveGetRetval     *ebpf.VariableSpec `ebpf:"have_get_retval"`
 	LastWakeupNs      *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	LatencyBoundsNs   *ebpf.VariableSpec `ebpf:"latency_bounds_ns"`
 	MetricsInKernel   *ebpf.VariableSpec `ebpf:"metrics_in_kernel"`
@@ -281,10 +333,13 @@ type tcpconnectVariableSpecs struct {
 	UnusedCountKey    *ebpf.VariableSpec `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedLatencySlot *ebpf.VariableSpec `ebpf:"unused_latency_slot"`
+	UnusedOutcome     *ebpf.VariableSpec `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
 	UnusedProcFlag    *ebpf.VariableSpec `ebpf:"unused_proc_flag"`
 	UnusedProcRecord  *ebpf.VariableSpec `ebpf:"unused_proc_record"`
+	UnusedRecordKind  *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedStatIndex   *ebpf.VariableSpec `ebpf:"unused_stat_index"`
 	WakeupGapNs       *ebpf.VariableSpec `ebpf:"wakeup_gap_ns"`
 }
 
@@ -348,6 +403,7 @@ func (m *tcpconnectMaps) Close() error {
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectVariables struct {
 	CountMode         *ebpf.Variable `ebpf:"count_mode"`
+	ExitHooked        *ebpf.Variable `ebpf:"exit_hooked"`
 	FilterByCgroup    *ebpf.Variable `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.Variable `ebpf:"filter_by_cgroupmap"`
 	FilterByComm      *ebpf.Variable `ebpf:"filter_by_comm"`
@@ -362,6 +418,7 @@ type tcpconnectVariables struct {
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
 	FilterUid         *ebpf.Variable `ebpf:"filter_uid"`
+	HaveGetRetval     *ebpf.Variable `ebpf:"have_get_retval"`
 	LastWakeupNs      *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	LatencyBoundsNs   *ebpf.Variable `ebpf:"latency_bounds_ns"`
 	MetricsInKernel   *ebpf.Variable `ebpf:"metrics_in_kernel"`
@@ -371,10 +428,13 @@ type tcpconnectVariables struct {
 	UnusedCountKey    *ebpf.Variable `ebpf:"unused_count_key"`
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedLatencySlot *ebpf.Variable `ebpf:"unused_latency_slot"`
+	UnusedOutcome     *ebpf.Variable `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
 	UnusedProcFlag    *ebpf.Variable `ebpf:"unused_proc_flag"`
 	UnusedProcRecord  *ebpf.Variable `ebpf:"unused_proc_record"`
+	UnusedRecordKind  *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedStatIndex   *ebpf.Variable `ebpf:"unused_stat_index"`
 	WakeupGapNs       *ebpf.Variable `ebpf:"wakeup_gap_ns"`
 }
 
@@ -382,20 +442,22 @@ type tcpconnectVariables struct {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectPrograms struct {
-	TcpconnectConnect4            *ebpf.Program `ebpf:"tcpconnect_connect4"`
-	TcpconnectConnect6            *ebpf.Program `ebpf:"tcpconnect_connect6"`
-	TcpconnectConnectEnter        *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
-	TcpconnectConnectExit         *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
-	TcpconnectDns                 *ebpf.Program `ebpf:"tcpconnect_dns"`
-	TcpconnectExec                *ebpf.Program `ebpf:"tcpconnect_exec"`
-	TcpconnectExit                *ebpf.Program `ebpf:"tcpconnect_exit"`
-	TcpconnectFentryStreamConnect *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
-	TcpconnectFentryTcpConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
-	TcpconnectFork                *ebpf.Program `ebpf:"tcpconnect_fork"`
-	TcpconnectKprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
-	TcpconnectKprobeTcpConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
-	TcpconnectSockops             *ebpf.Program `ebpf:"tcpconnect_sockops"`
-	TcpconnectState               *ebpf.Program `ebpf:"tcpconnect_state"`
+	TcpconnectConnect4               *ebpf.Program `ebpf:"tcpconnect_connect4"`
+	TcpconnectConnect6               *ebpf.Program `ebpf:"tcpconnect_connect6"`
+	TcpconnectConnectEnter           *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
+	TcpconnectConnectExit            *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
+	TcpconnectDns                    *ebpf.Program `ebpf:"tcpconnect_dns"`
+	TcpconnectExec                   *ebpf.Program `ebpf:"tcpconnect_exec"`
+	TcpconnectExit                   *ebpf.Program `ebpf:"tcpconnect_exit"`
+	TcpconnectFentryStreamConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
+	TcpconnectFentryTcpConnect       *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
+	TcpconnectFexitStreamConnect     *ebpf.Program `ebpf:"tcpconnect_fexit_stream_connect"`
+	TcpconnectFork                   *ebpf.Program `ebpf:"tcpconnect_fork"`
+	TcpconnectKprobeStreamConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
+	TcpconnectKprobeTcpConnect       *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
+	TcpconnectKretprobeStreamConnect *ebpf.Program `ebpf:"tcpconnect_kretprobe_stream_connect"`
+	TcpconnectSockops                *ebpf.Program `ebpf:"tcpconnect_sockops"`
+	TcpconnectState                  *ebpf.Program `ebpf:"tcpconnect_state"`
 }
 
 func (p *tcpconnectPrograms) Close() error {
@@ -409,9 +471,11 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectExit,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
+		p.TcpconnectFexitStreamConnect,
 		p.TcpconnectFork,
 		p.TcpconnectKprobeStreamConnect,
 		p.TcpconnectKprobeTcpConnect,
+		p.TcpconnectKretprobeStreamConnect,
 		p.TcpconnectSockops,
 		p.TcpconnectState,
 	)

@@ -11,20 +11,25 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"golang.org/x/sys/unix"
 )
 
 // Config says what to trace and how. The zero value traces every attempt
-// with the auto backend.
+// with the auto backend: the zero value of every filter is "any", and of
+// every size its default.
 type Config struct {
 	Backend Backend
 	// Filters, applied in the kernel.
-	PID    uint32 // 0: any
-	UID    int64  // -1: any
-	Family event.Family
-	Ports  []uint16 // destination ports; empty: any
+	PID uint32 // 0: any
+	// UIDFilter keeps only the attempts of user UID.
+	UIDFilter bool
+	UID       uint32
+	Family    event.Family // FamilyAny: any
+	Ports     []uint16     // destination ports; empty: any
 	// Netns keeps attempts from tasks in this network namespace (inode).
 	Netns uint32
 	// CgroupFilter keeps attempts from tasks in one of Cgroups (cgroup v2
@@ -64,13 +69,25 @@ type Config struct {
 	MetricsPorts  []uint16
 	LatencyBounds []time.Duration
 
+	// SyncErrors makes the sockops backend report every connect() that
+	// fails before its SYN, with its errno (no route, prohibit route,
+	// denial by a cgroup program that runs after ours), by attaching
+	// syscalls:sys_{enter,exit}_connect. That slows every syscall of every
+	// process on the host (measured: see the README), so it is off by
+	// default; without it sockops reports only the failures its own hooks
+	// see (no free port, denial by a cgroup program of a descendant
+	// cgroup). fentry and kprobe see connect() return and need nothing
+	// more: there it changes nothing.
+	SyncErrors bool
+
 	// BufferSize is the ring buffer's size in bytes: a power of two, a
-	// multiple of the page size. 0: 4 MiB.
+	// multiple of the page size. 0: DefaultBufferSize.
 	BufferSize int
-	// MaxPending bounds the attempts remembered at once (Outcomes).
+	// MaxPending bounds the attempts remembered at once (Outcomes). 0:
+	// DefaultMaxPending.
 	MaxPending int
 	// WakeupGap is the least time between two reader wakeups that the
-	// kernel forces. 0: 10 ms.
+	// kernel forces. 0: DefaultWakeupGap.
 	WakeupGap time.Duration
 
 	// DNS, if set, receives each DNS message that arrives at a socket of
@@ -86,8 +103,15 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// DefaultBufferSize is the ring buffer size when Config.BufferSize is 0.
-const DefaultBufferSize = 4 << 20
+// Defaults of Config's sizes; the BPF object's own map sizes are
+// placeholders that Open always replaces.
+const (
+	DefaultBufferSize = 4 << 20
+	DefaultMaxPending = 65536
+	// Measured (bench/): 10 ms halves the wakeups and the tool's CPU of
+	// 5 ms, and an idle connect still shows at once.
+	DefaultWakeupGap = 10 * time.Millisecond
+)
 
 // Tracer is the loaded and attached BPF side.
 type Tracer struct {
@@ -110,12 +134,10 @@ func Open(cfg Config) (*Tracer, error) {
 		cfg.BufferSize = DefaultBufferSize
 	}
 	if cfg.MaxPending == 0 {
-		cfg.MaxPending = 65536
+		cfg.MaxPending = DefaultMaxPending
 	}
 	if cfg.WakeupGap == 0 {
-		// Measured (bench/): 10 ms halves the wakeups and the tool's CPU
-		// of 5 ms, and an idle connect still shows at once.
-		cfg.WakeupGap = 10 * time.Millisecond
+		cfg.WakeupGap = DefaultWakeupGap
 	}
 	if cfg.CgroupPath == "" {
 		cfg.CgroupPath = CgroupV2Mount()
@@ -151,14 +173,14 @@ func Open(cfg Config) (*Tracer, error) {
 
 	order := []Backend{cfg.Backend}
 	if cfg.Backend == BackendAuto {
-		order = Backends
+		order = autoOrder
 	}
 	var objs *loaded
 	var chosen Backend
 	var failures []error
 	err = inPrivateMounts(logf, cfg.CgroupPath, func(cgroupPath string) error {
 		for _, b := range order {
-			objs, err = load(spec, b, cgroupPath, opts)
+			objs, err = load(spec, b, cgroupPath, cfg.SyncErrors, opts)
 			if err == nil {
 				chosen = b
 				break
@@ -178,6 +200,9 @@ func Open(cfg Config) (*Tracer, error) {
 			return explain(fmt.Errorf("no backend works on this kernel: %w", errors.Join(failures...)))
 		}
 		logf("backend %s attached", chosen)
+		if chosen == BackendSockops && !cfg.SyncErrors {
+			logf("sockops: a connect() that fails before any SYN for lack of a route, or denied by a cgroup program that runs after ours, is not reported (--sync-errors reports it, at a cost to every syscall)")
+		}
 		if cfg.DNS != nil {
 			if err := objs.attachDNS(spec, cgroupPath); err != nil {
 				objs.Close()
@@ -235,15 +260,21 @@ func Open(cfg Config) (*Tracer, error) {
 	return t, nil
 }
 
-// configure sets the filters and sizes in spec before load.
+// configure sets the filters and sizes in spec before load, through the
+// object's own variable specs: a variable that is missing or of another
+// size fails here, not in the kernel.
 func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 	if cfg.BufferSize <= 0 || cfg.BufferSize&(cfg.BufferSize-1) != 0 || cfg.BufferSize%os.Getpagesize() != 0 {
 		return fmt.Errorf("buffer size %d is not a power of two multiple of the page size (%d)", cfg.BufferSize, os.Getpagesize())
 	}
-	spec.Maps["events"].MaxEntries = uint32(cfg.BufferSize)
-	spec.Maps["attempts"].MaxEntries = uint32(cfg.MaxPending)
-	if len(cfg.Ports) > int(spec.Maps["ports"].MaxEntries) {
-		return fmt.Errorf("at most %d ports can be filtered", spec.Maps["ports"].MaxEntries)
+	var specs tcpconnectSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return fmt.Errorf("reading the BPF object: %w", err)
+	}
+	specs.Events.MaxEntries = uint32(cfg.BufferSize)
+	specs.Attempts.MaxEntries = uint32(cfg.MaxPending)
+	if len(cfg.Ports) > int(specs.Ports.MaxEntries) {
+		return fmt.Errorf("at most %d ports can be filtered", specs.Ports.MaxEntries)
 	}
 	family := uint16(0)
 	switch cfg.Family {
@@ -266,28 +297,6 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		return fmt.Errorf("--comm %q: a thread name has at most %d bytes", cfg.Comm, len(comm)-1)
 	}
 	copy(comm[:], cfg.Comm)
-	vars := map[string]any{
-		"filter_by_exe":       cfg.Exe != "",
-		"filter_exe_len":      uint16(exeLen),
-		"filter_exe":          exeEnc,
-		"filter_by_comm":      cfg.Comm != "",
-		"filter_comm":         comm,
-		"filter_pid":          cfg.PID,
-		"filter_uid":          uint32(max(cfg.UID, 0)),
-		"filter_by_uid":       cfg.UID >= 0,
-		"filter_family":       family,
-		"filter_by_port":      len(cfg.Ports) > 0,
-		"filter_netns":        cfg.Netns,
-		"filter_by_cgroup":    cfg.CgroupFilter,
-		"filter_by_cgroupmap": cfg.CgroupMap != "",
-		"filter_by_mntnsmap":  cfg.MntnsMap != "",
-		"track_outcomes":      cfg.Outcomes && !cfg.Count,
-		"count_mode":          cfg.Count,
-		"only_failed":         cfg.OnlyFailed,
-		"min_latency_ns":      uint64(cfg.MinLatency),
-		"wakeup_gap_ns":       uint64(cfg.WakeupGap),
-		"metrics_in_kernel":   cfg.KernelMetrics && cfg.Outcomes && !cfg.Count,
-	}
 	if len(cfg.LatencyBounds) > latencyBuckets {
 		return fmt.Errorf("at most %d latency buckets", latencyBuckets)
 	}
@@ -299,14 +308,38 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 			bounds[i] = uint64(cfg.LatencyBounds[i])
 		}
 	}
-	vars["latency_bounds_ns"] = bounds
-	for name, v := range vars {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("BPF object has no variable %s", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
+	v := &specs.tcpconnectVariableSpecs
+	for _, s := range []struct {
+		spec  *ebpf.VariableSpec
+		value any
+	}{
+		{v.FilterPid, cfg.PID},
+		{v.FilterByExe, cfg.Exe != ""},
+		{v.FilterExeLen, uint16(exeLen)},
+		{v.FilterExe, exeEnc},
+		{v.FilterByComm, cfg.Comm != ""},
+		{v.FilterComm, comm},
+		{v.FilterUid, cfg.UID},
+		{v.FilterByUid, cfg.UIDFilter},
+		{v.FilterFamily, family},
+		{v.FilterByPort, len(cfg.Ports) > 0},
+		{v.FilterNetns, cfg.Netns},
+		{v.FilterByCgroup, cfg.CgroupFilter},
+		{v.FilterByCgroupmap, cfg.CgroupMap != ""},
+		{v.FilterByMntnsmap, cfg.MntnsMap != ""},
+		{v.TrackOutcomes, cfg.Outcomes && !cfg.Count},
+		{v.CountMode, cfg.Count},
+		{v.OnlyFailed, cfg.OnlyFailed},
+		{v.MinLatencyNs, uint64(cfg.MinLatency)},
+		{v.WakeupGapNs, uint64(cfg.WakeupGap)},
+		{v.MetricsInKernel, cfg.KernelMetrics && cfg.Outcomes && !cfg.Count},
+		{v.LatencyBoundsNs, bounds},
+		// A kernel without it (before 5.18) still loads the program: the
+		// branch that calls it is dead code to the verifier.
+		{v.HaveGetRetval, features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnGetRetval) == nil},
+	} {
+		if err := s.spec.Set(s.value); err != nil {
+			return fmt.Errorf("setting %s: %w", s.spec.Name, err)
 		}
 	}
 	return nil
@@ -317,7 +350,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 func pinnedFilters(spec *ebpf.CollectionSpec, cfg Config) ([]*ebpf.Map, *ebpf.CollectionOptions, error) {
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{}}
 	var pinned []*ebpf.Map
-	for name, path := range map[string]string{"cgroupmap": cfg.CgroupMap, "mntnsmap": cfg.MntnsMap} {
+	for name, path := range map[string]string{tcpconnectMapCgroupmap: cfg.CgroupMap, tcpconnectMapMntnsmap: cfg.MntnsMap} {
 		if path == "" {
 			continue
 		}
@@ -402,15 +435,24 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if len(rec.RawSample) == procRecordSize && rec.RawSample[0] == eventProcess {
+			if len(rec.RawSample) == 0 {
+				return errors.New("empty record on the ring buffer")
+			}
+			if recordKind(rec.RawSample[0]) == recordProcess {
 				if t.procs != nil {
-					t.decodeProcRecord(rec.RawSample)
+					if perr := t.decodeProcRecord(rec.RawSample); perr != nil {
+						return perr
+					}
 				}
 				continue
 			}
-			if len(rec.RawSample) == dnsRecordSize {
+			if recordKind(rec.RawSample[0]) == recordDNS {
+				msg, tcp, derr := dnsMessage(rec.RawSample)
+				if derr != nil {
+					return derr
+				}
 				if t.cfg.DNS != nil {
-					t.cfg.DNS(dnsMessage(rec.RawSample))
+					t.cfg.DNS(msg, tcp)
 				}
 				continue
 			}
@@ -452,20 +494,17 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	}
 }
 
-// Stats are the kernel's counters.
-type Stats struct {
-	LostEvents   uint64 // records dropped: ring buffer full
-	LostAttempts uint64 // attempts not remembered: too many pending
-	LostCounts   uint64 // attempts not counted: count map full
-	Wakeups      uint64 // reader wakeups forced by the programs
-	LostDNS      uint64 // DNS answers dropped: ring buffer full (-d)
-	LostProcs    uint64 // processes not remembered or not sent: map or ring buffer full
-}
-
 // Stats sums the per-CPU counters.
-func (t *Tracer) Stats() (Stats, error) {
-	var s Stats
-	for i, dst := range []*uint64{&s.LostEvents, &s.LostAttempts, &s.LostCounts, &s.Wakeups, &s.LostDNS, &s.LostProcs} {
+func (t *Tracer) Stats() (event.Stats, error) {
+	var s event.Stats
+	for i, dst := range map[tcpconnectStatIndex]*uint64{
+		tcpconnectStatIndexSTAT_LOST_EVENTS:   &s.LostEvents,
+		tcpconnectStatIndexSTAT_LOST_ATTEMPTS: &s.LostAttempts,
+		tcpconnectStatIndexSTAT_LOST_COUNTS:   &s.LostCounts,
+		tcpconnectStatIndexSTAT_WAKEUPS:       &s.Wakeups,
+		tcpconnectStatIndexSTAT_LOST_DNS:      &s.LostDNS,
+		tcpconnectStatIndexSTAT_LOST_PROCS:    &s.LostProcs,
+	} {
 		var perCPU []uint64
 		if err := t.objs.shared.Stats.Lookup(uint32(i), &perCPU); err != nil {
 			return s, fmt.Errorf("reading stats: %w", err)
@@ -488,9 +527,8 @@ func (t *Tracer) Pending() ([]event.Event, error) {
 	now := t.clock.now()
 	it := t.objs.shared.Attempts.Iterate()
 	for it.Next(&key, &val) {
-		raw := rawEvent(&val)
 		var e event.Event
-		if err := decode(raw, t.clock, &e); err != nil {
+		if err := decodeEvent(&val, t.clock, &e); err != nil {
 			return out, err
 		}
 		t.resolveProc(&e)
@@ -571,31 +609,17 @@ func (t *Tracer) Attached() (progs, links []uint32) {
 	return progs, links
 }
 
-// latencyBuckets is LATENCY_BUCKETS of bpf/tcpconnect.h.
-const latencyBuckets = 16
-
-// OutcomeCount is how many attempts ended one way (KernelMetrics).
-type OutcomeCount struct {
-	Family event.Family
-	Result event.Result
-	Dport  uint16 // 0 unless one of Config.MetricsPorts
-	Count  uint64
-}
-
-// KernelMetrics are the kernel's counts (Config.KernelMetrics).
-type KernelMetrics struct {
-	Outcomes []OutcomeCount
-	// Buckets[i] counts established attempts whose latency is at most
-	// LatencyBounds[i] (and above the bound before); the last one, the
-	// others.
-	Buckets []uint64
-	Sum     time.Duration
-}
+// The slots of the latency histogram (enum latency_slot).
+const (
+	latencyBuckets = int(tcpconnectLatencySlotLATENCY_BUCKETS)
+	latencyInf     = int(tcpconnectLatencySlotLATENCY_INF)
+	latencySlots   = int(tcpconnectLatencySlotLATENCY_SLOTS)
+)
 
 // Metrics reads the kernel's counts of ended attempts.
-func (t *Tracer) Metrics() (KernelMetrics, error) {
+func (t *Tracer) Metrics() (event.KernelMetrics, error) {
 	var (
-		m   KernelMetrics
+		m   event.KernelMetrics
 		key tcpconnectOutcomeKey
 		n   uint64
 	)
@@ -605,9 +629,9 @@ func (t *Tracer) Metrics() (KernelMetrics, error) {
 		if key.Family == afInet {
 			fam = event.FamilyIPv4
 		}
-		m.Outcomes = append(m.Outcomes, OutcomeCount{
+		m.Outcomes = append(m.Outcomes, event.OutcomeCount{
 			Family: fam,
-			Result: event.ResultOf(key.Outcome, unix.Errno(key.Err)),
+			Result: resultOf(tcpconnectOutcome(key.Outcome), unix.Errno(key.Err)),
 			Dport:  key.Dport,
 			Count:  n,
 		})
@@ -616,7 +640,7 @@ func (t *Tracer) Metrics() (KernelMetrics, error) {
 		return m, fmt.Errorf("reading outcome counts: %w", err)
 	}
 	var perCPU []uint64
-	for i := range latencyBuckets + 2 {
+	for i := range latencySlots {
 		if err := t.objs.shared.LatencyHist.Lookup(uint32(i), &perCPU); err != nil {
 			return m, fmt.Errorf("reading the latency histogram: %w", err)
 		}
@@ -624,7 +648,7 @@ func (t *Tracer) Metrics() (KernelMetrics, error) {
 		for _, v := range perCPU {
 			sum += v
 		}
-		if i <= latencyBuckets {
+		if i <= latencyInf {
 			m.Buckets = append(m.Buckets, sum)
 		} else {
 			m.Sum = time.Duration(sum)

@@ -87,9 +87,6 @@ type running struct {
 
 func start(t testing.TB, cfg Config) *running {
 	t.Helper()
-	if cfg.UID == 0 {
-		cfg.UID = -1
-	}
 	cfg.Logf = t.Logf
 	tr, err := Open(cfg)
 	if err != nil {
@@ -123,7 +120,7 @@ func start(t testing.TB, cfg Config) *running {
 }
 
 // forEachBackend runs f once per backend this kernel supports. A backend
-// whose mechanism the kernel lacks (Probe fails with a do-nothing
+// whose mechanism the kernel lacks (probe fails with a do-nothing
 // program) is skipped loudly; one that the kernel has must work.
 //
 // TCPCONNECT_TEST_BACKEND=NAME (the multi-kernel runner sets it) runs f
@@ -140,16 +137,16 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
 		t.Run(forced, func(t *testing.T) {
 			if b == BackendAuto {
 				autoChoice(t) // checks the choice; the tests then run through auto
-			} else if err := Probe(b); err != nil {
+			} else if err := probe(b); err != nil {
 				t.Fatalf("forced backend %s cannot attach on this kernel: %v", b, err)
 			}
 			f(t, b)
 		})
 		return
 	}
-	for _, b := range Backends {
+	for _, b := range autoOrder {
 		t.Run(string(b), func(t *testing.T) {
-			if err := Probe(b); err != nil {
+			if err := probe(b); err != nil {
 				t.Skipf("SKIP: this kernel cannot attach backend %s at all: %v", b, err)
 			}
 			f(t, b)
@@ -161,7 +158,7 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
 // TCPCONNECT_TEST_EXPECT_AUTO, and returns it.
 func autoChoice(t *testing.T) Backend {
 	t.Helper()
-	tr, err := Open(Config{UID: -1, Logf: t.Logf})
+	tr, err := Open(Config{Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("auto: %v", err)
 	}
@@ -178,8 +175,8 @@ func autoChoice(t *testing.T) Backend {
 func TestAutoPrefersFirstWorking(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	var want Backend
-	for _, b := range Backends {
-		if Probe(b) == nil {
+	for _, b := range autoOrder {
+		if probe(b) == nil {
 			want = b
 			break
 		}
@@ -436,7 +433,7 @@ func TestFilters(t *testing.T) {
 			r.none(t, 200*time.Millisecond, "child's connect", bySport(child.Sport, v4.Port()))
 		})
 		t.Run("uid", func(t *testing.T) {
-			r := start(t, Config{Backend: b, UID: 65534})
+			r := start(t, Config{Backend: b, UIDFilter: true, UID: 65534})
 			child := testutil.ConnectFromChild(t, v4, testutil.ChildOptions{UID: 65534})
 			d := dial(t, v4)
 			e := r.wait(t, 2*time.Second, "uid 65534 connect", bySport(child.Sport, v4.Port()))
@@ -559,7 +556,7 @@ func (failingSink) Flush() error             { return nil }
 
 func TestRunEndsOnSinkError(t *testing.T) {
 	testutil.RequirePrivileged(t)
-	tr, err := Open(Config{UID: -1})
+	tr, err := Open(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ mkdir -p "$bin" "$src"
 		go test -c -o "$bin/${pair%%:*}.test" "./${pair#*:}"
 	done
 	go build -o "$bin/tcpconnect" ./cmd/tcpconnect
-	go build -o "$bin/vmtest" ./tools/vmtest
+	go -C tools build -o "$PWD/$bin/vmtest" ./vmtest
 	# The tree (tracked and new files, not ignored ones) for tests that
 	# read files of their package or of the repository.
 	git ls-files -z --cached --others --exclude-standard |

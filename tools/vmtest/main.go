@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Command vmtest runs a command of the project inside one of Debian's
-// kernels under QEMU and exits with that command's exit status. The
-// development machines run a kernel without kprobes and without fentry;
-// this is how the tracer's other attach paths get tested for real.
+// kernels under QEMU and exits with that command's exit status: a host
+// whose kernel has no kprobes and no fentry tests the tracer's other
+// attach paths for real this way.
 //
-//	go run ./tools/vmtest -kernel 6.1|6.12 [-cache DIR] [-file HOSTPATH[:GUESTPATH]]... \
+//	cd tools && go run ./vmtest -kernel 6.1|6.12 [-cache DIR] [-file HOSTPATH[:GUESTPATH]]... \
 //	    [-env NAME=VALUE]... [-module NAME]... [-hostbin PROGRAM]... [-timeout 10m] [-v] \
 //	    -- GUESTCMD [ARGS...]
 //
@@ -59,7 +59,7 @@ func run() int {
 	flag.Var(&env, "env", "`NAME=VALUE` to set for the guest command (repeatable)")
 	flag.Var(&modules, "module", "extra kernel `MODULE` to load, with its dependencies (repeatable)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./tools/vmtest -kernel %s [flags] -- GUESTCMD [ARGS...]\n", strings.Join(kernelNames(), "|"))
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./vmtest (in tools/) -kernel %s [flags] -- GUESTCMD [ARGS...]\n", strings.Join(kernelNames(), "|"))
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -191,21 +191,27 @@ func findBusybox() (string, error) {
 	return "", errors.New("busybox not found: install package busybox-static (apt-get install busybox-static)")
 }
 
-// repoRoot finds the enclosing module's root (the folder with go.mod),
-// so the default cache is the same wherever in the tree vmtest is run.
+// repoRoot finds the repository's root: the outermost folder with a
+// go.mod (tools/ is a module of its own inside it), so the default cache
+// is the same wherever in the tree vmtest is run.
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", fmt.Errorf("find repository root: %w", err)
 	}
+	root := ""
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
+			root = d
 		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("find repository root: no go.mod above %s; pass -cache", dir)
+			break
 		}
 	}
+	if root == "" {
+		return "", fmt.Errorf("find repository root: no go.mod above %s; pass -cache", dir)
+	}
+	return root, nil
 }
 
 // writeInitramfs writes the archive as gzip-compressed cpio, the format

@@ -15,9 +15,9 @@ import (
 )
 
 // defaultModules are the loadable modules that the project's network tests
-// may need. On the development machines these features are built in (or,
-// for netem, missing), but Debian's kernels build them as modules and the
-// guest has no modprobe/udev to load them on demand.
+// may need. Debian's kernels build them as modules (other kernels may
+// build them in, or lack netem), and the guest has no modprobe/udev to
+// load them on demand.
 var defaultModules = []string{
 	"veth",
 	"sch_netem",

@@ -7,7 +7,9 @@
  *
  *   1. connect() is called on a TCP socket: remember the call per thread
  *      (map calls), so that a connect() that fails before any SYN is sent
- *      (no route, no free port, denied) is still reported.
+ *      (no route, no free port, denied) is still reported when it returns
+ *      (fexit / kretprobe on inet_stream_connect; on the sockops backend,
+ *      only with --sync-errors, by syscalls:sys_exit_connect).
  *   2. The SYN is about to leave (tcp_connect, or sockops
  *      TCP_CONNECT_CB): the source port is chosen and we run in the
  *      connecting task. The attempt is emitted here, or remembered per
@@ -16,6 +18,10 @@
  *      connect()'s own error when the kernel keeps an ICMP error as a soft
  *      error and the socket stays in SYN_SENT (tcp_v4_err while the socket
  *      is owned by the user).
+ *
+ * No syscall tracepoint by default: attaching any program to one sets
+ * TIF_SYSCALL_TRACEPOINT on every task of the host, which then takes the
+ * slow syscall entry and exit path for every syscall (getppid() ~+35 %).
  *
  * Filters are const volatile globals set before load, so an unwanted
  * attempt costs no ring-buffer record.
@@ -35,6 +41,7 @@
 #define EAGAIN 11
 #define EINPROGRESS 115
 #define EALREADY 114
+#define EADDRNOTAVAIL 99
 /* Kernel-internal restart codes that a syscall exit tracepoint can see
  * before signal delivery rewrites them (include/linux/errno.h). */
 #define ERESTARTSYS 512
@@ -64,6 +71,14 @@ const volatile bool metrics_in_kernel = false;
 const volatile __u64 latency_bounds_ns[LATENCY_BUCKETS] = {};
 /* Count attempts in the kernel (-c) instead of emitting records. */
 const volatile bool count_mode = false;
+/* connect()'s return value is hooked (fexit or kretprobe on
+ * inet_stream_connect, or syscalls:sys_exit_connect with --sync-errors):
+ * it reports failures before the SYN and needs the calls entry until
+ * then. Without it (sockops), what the cheap hooks can tell is reported
+ * instead: see sockops_sync_failure. Set per backend by user space. */
+const volatile bool exit_hooked = false;
+/* bpf_get_retval() works in cgroup/connect4|6 (5.18+). */
+const volatile bool have_get_retval = false;
 /* Outcome mode only: report only failed attempts / slow attempts. */
 const volatile bool only_failed = false;
 const volatile __u64 min_latency_ns = 0;
@@ -71,7 +86,7 @@ const volatile __u64 min_latency_ns = 0;
  * this; later records ride along and are read on the reader's short
  * fallback timer. Bounds wakeups under load (costly IPIs and irq_work in
  * a VM) while an isolated event still shows up at once. */
-const volatile __u64 wakeup_gap_ns = 5000000;
+const volatile __u64 wakeup_gap_ns = 0; /* tracer.Config.WakeupGap */
 
 /* The process filters: --exe (the path in the encoding of struct proc's
  * exe, zero padded; matched once per exec, see PROC_EXE_MATCH) and --comm
@@ -86,18 +101,24 @@ const volatile char filter_comm[TASK_COMM_LEN] = {};
  * missing forced wakeup, which the reader's timer covers. */
 __u64 last_wakeup_ns = 0;
 
-/* Forces the event types into BTF for bpf2go -type. */
+/* Forces the types and enums of tcpconnect.h that no map or program
+ * names into BTF, for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
 const struct count_key *unused_count_key __attribute__((unused));
 const struct dns_record *unused_dns_record __attribute__((unused));
 const struct outcome_key *unused_outcome_key __attribute__((unused));
 const struct proc_record *unused_proc_record __attribute__((unused));
 const enum proc_flag *unused_proc_flag __attribute__((unused));
-const enum event_kind *unused_event_kind __attribute__((unused));
+const enum record_kind *unused_record_kind __attribute__((unused));
+const enum outcome *unused_outcome __attribute__((unused));
+const enum stat_index *unused_stat_index __attribute__((unused));
+const enum latency_slot *unused_latency_slot __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20); /* overridden by --buffer-size */
+	/* A placeholder: user space sets the size before load
+	 * (tracer.Config.BufferSize, --buffer-size). */
+	__uint(max_entries, 4096);
 } events SEC(".maps");
 
 /* Counters that user space polls: lost records, lost attempts, wakeups. */
@@ -128,7 +149,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LATENCY_SUM + 1);
+	__uint(max_entries, LATENCY_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } latency_hist SEC(".maps");
@@ -169,11 +190,13 @@ struct {
 } mntnsmap SEC(".maps");
 
 /* A connect() call in progress on a TCP socket.
- * Inserted when connect() enters the TCP code (backend hook), updated at
- * CLOSE -> SYN_SENT and at the SYN, deleted at sys_exit_connect and at
- * the next sys_enter_connect of the thread. LRU because a call that never
- * passes sys_exit_connect (TCP Fast Open through sendmsg, io_uring)
- * would otherwise stay. */
+ * Inserted when connect() enters the TCP code (backend hook; the thread's
+ * next connect() overwrites or deletes a stale one), updated at
+ * CLOSE -> SYN_SENT and at the SYN, deleted when connect() returns (exit
+ * hook) or, without one, at the SYN or at the failure the sockops backend
+ * sees. LRU because a call whose return is never seen (TCP Fast Open
+ * through sendmsg on sockops; a failure before CLOSE -> SYN_SENT without
+ * an exit hook; a missed kretprobe) would otherwise stay. */
 struct call {
 	__u64 start_ns;
 	__u64 sk;
@@ -183,7 +206,7 @@ struct call {
 	__u16 dport;
 	__u16 family;
 	__u8 syn_sent;
-	__u8 _pad;
+	__u8 state_set; /* CLOSE -> SYN_SENT seen */
 };
 
 struct {
@@ -199,7 +222,9 @@ struct {
  * so entries do not leak; what is left at exit is printed as pending. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536); /* overridden by --max-pending */
+	/* A placeholder: user space sets the size before load
+	 * (tracer.Config.MaxPending, --max-pending). */
+	__uint(max_entries, 1);
 	__type(key, __u64);
 	__type(value, struct event);
 } attempts SEC(".maps");
@@ -245,6 +270,26 @@ static __always_inline void stat_inc(__u32 idx)
 }
 
 /* Filters known before the SYN: process, user, family, destination port. */
+/* Adds one to the counter at key, inserting it first if it is new (the
+ * shape of libbpf-tools' bpf_map_lookup_or_try_init). Returns false when
+ * the map is full. Another CPU may insert the same key between our
+ * lookup and our insert: BPF_NOEXIST then fails, and the second lookup
+ * finds its entry. */
+static __always_inline bool counter_inc(void *map, const void *key)
+{
+	__u64 zero = 0, *n;
+
+	n = bpf_map_lookup_elem(map, key);
+	if (!n) {
+		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(map, key);
+		if (!n)
+			return false;
+	}
+	__sync_fetch_and_add(n, 1);
+	return true;
+}
+
 static __always_inline bool wanted(__u32 pid, __u32 uid, __u16 family, __u16 dport)
 {
 	if (filter_pid && pid != filter_pid)
@@ -284,25 +329,13 @@ static __always_inline void emit(const struct event *e)
 static __always_inline void count(const struct event *e)
 {
 	struct count_key key = {};
-	__u64 one = 1, *n;
 
 	__builtin_memcpy(key.saddr, e->saddr, sizeof(key.saddr));
 	__builtin_memcpy(key.daddr, e->daddr, sizeof(key.daddr));
 	key.dport = e->dport;
 	key.family = e->family;
-	n = bpf_map_lookup_elem(&counts, &key);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-		return;
-	}
-	if (bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST)) {
-		/* Another CPU inserted it meanwhile, or the map is full. */
-		n = bpf_map_lookup_elem(&counts, &key);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
-			stat_inc(STAT_LOST_COUNTS);
-	}
+	if (!counter_inc(&counts, &key))
+		stat_inc(STAT_LOST_COUNTS);
 }
 
 #define MAX_CGROUP_DEPTH 16
@@ -424,7 +457,7 @@ static __always_inline void send_proc(const struct event *e)
 		stat_inc(STAT_LOST_PROCS);
 		return;
 	}
-	rec->kind = EVENT_PROCESS;
+	rec->kind = RECORD_PROCESS;
 	rec->pid = tgid;
 	rec->ppid = ppid;
 	task = bpf_get_current_task_btf();
@@ -475,7 +508,7 @@ static __always_inline void syn_sent(__u64 sk, struct event *e)
 		c->sk = sk;
 	}
 	e->start_ns = bpf_ktime_get_ns();
-	e->kind = EVENT_ATTEMPT;
+	e->kind = RECORD_ATTEMPT;
 	if (!count_mode && !metrics_in_kernel)
 		send_proc(e);
 	if (count_mode) {
@@ -494,23 +527,14 @@ static __always_inline void syn_sent(__u64 sk, struct event *e)
 static __always_inline void count_outcome(const struct event *e, __u8 outcome, __s32 err, __u64 lat)
 {
 	struct outcome_key key = {};
-	__u64 one = 1, *n;
 
 	key.err = err;
 	key.family = e->family;
 	key.outcome = outcome;
 	if (bpf_map_lookup_elem(&metrics_ports, &e->dport))
 		key.dport = e->dport;
-	n = bpf_map_lookup_elem(&outcome_counts, &key);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-	} else if (bpf_map_update_elem(&outcome_counts, &key, &one, BPF_NOEXIST)) {
-		n = bpf_map_lookup_elem(&outcome_counts, &key);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
-			stat_inc(STAT_LOST_COUNTS);
-	}
+	if (!counter_inc(&outcome_counts, &key))
+		stat_inc(STAT_LOST_COUNTS);
 
 	if (outcome == OUTCOME_ESTABLISHED) {
 		__u32 idx = LATENCY_INF, sum = LATENCY_SUM;
@@ -544,13 +568,69 @@ static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s3
 	if (report && metrics_in_kernel) {
 		count_outcome(a, outcome, err, lat);
 	} else if (report) {
-		a->kind = EVENT_OUTCOME;
+		a->kind = RECORD_OUTCOME;
 		a->outcome = outcome;
 		a->err = err;
 		a->latency_ns = lat;
 		emit(a);
 	}
 	bpf_map_delete_elem(&attempts, &sk);
+}
+
+/* connect() failed before any SYN left: report it now. c is the call
+ * (addresses from the connect hook and CLOSE -> SYN_SENT). */
+static __always_inline void sync_failed(const struct call *c, int err)
+{
+	struct event e = {};
+
+	e.start_ns = c->start_ns;
+	e.latency_ns = bpf_ktime_get_ns() - c->start_ns;
+	__builtin_memcpy(e.saddr, c->saddr, sizeof(e.saddr));
+	__builtin_memcpy(e.daddr, c->daddr, sizeof(e.daddr));
+	e.sport = c->sport;
+	e.dport = c->dport;
+	e.family = c->family;
+	fill_task(&e);
+	if (!task_wanted(&e))
+		return;
+	e.kind = RECORD_OUTCOME;
+	e.outcome = OUTCOME_SYNC_FAILED;
+	e.err = err;
+	if (count_mode)
+		count(&e);
+	else if (min_latency_ns && e.latency_ns < min_latency_ns)
+		;
+	else if (metrics_in_kernel)
+		count_outcome(&e, OUTCOME_SYNC_FAILED, err, e.latency_ns);
+	else {
+		send_proc(&e);
+		emit(&e);
+	}
+}
+
+/* Without an exit hook (sockops backend): is this SYN_SENT -> CLOSE a
+ * connect() failing before its SYN? tcp_v{4,6}_connect set SYN_SENT, then
+ * inet_hash_connect found no free port (or, rarely, ip_route_newports
+ * failed) and went to its failure label. We run in the connecting task:
+ * its call has seen CLOSE -> SYN_SENT on this socket and no SYN, and
+ * __inet_stream_connect has not yet marked the socket SS_CONNECTING (a
+ * socket whose connect() returned, e.g. TCP_FASTOPEN_CONNECT deferring
+ * its SYN to the first write, is closed as SS_CONNECTING). The errno is
+ * not seen here: it is inet_hash_connect's, EADDRNOTAVAIL. */
+static __always_inline bool sockops_sync_failure(__u64 sk)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	struct socket *sock;
+
+	if (!c || c->sk != sk || !c->state_set || c->syn_sent)
+		return false;
+	sock = BPF_CORE_READ((struct sock *)sk, sk_socket);
+	if (!sock || BPF_CORE_READ(sock, state) != SS_UNCONNECTED)
+		return false;
+	sync_failed(c, EADDRNOTAVAIL);
+	bpf_map_delete_elem(&calls, &id);
+	return true;
 }
 
 /* ---- shared hooks: all backends ---- */
@@ -576,6 +656,7 @@ int tcpconnect_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		if (!c)
 			return 0;
 		c->sk = sk;
+		c->state_set = 1;
 		/* A helper, not a copy: the verifier refuses loads through a
 		 * tracepoint ctx pointer that was offset. */
 		if (ctx->family == AF_INET)
@@ -586,6 +667,9 @@ int tcpconnect_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		return 0;
 	}
 
+	if (!exit_hooked && oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE &&
+	    sockops_sync_failure(sk))
+		return 0;
 	if (!track_outcomes || oldstate != TCP_SYN_SENT)
 		return 0;
 	a = bpf_map_lookup_elem(&attempts, &sk);
@@ -603,6 +687,49 @@ int tcpconnect_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	}
 	return 0;
 }
+
+static __always_inline bool still_connecting(int err)
+{
+	/* connect() gave up waiting but the handshake goes on. */
+	return err == EINPROGRESS || err == EALREADY || err == EINTR || err == EAGAIN ||
+	       (err >= ERESTARTSYS && err <= ERESTART_RESTARTBLOCK);
+}
+
+/* connect() of the current thread returned ret: the kernel's value at
+ * inet_stream_connect's return (may be -ERESTARTSYS, rewritten later by
+ * signal delivery) or the syscall's. */
+static __always_inline void connect_returned(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	int err = -(int)ret;
+
+	if (!c)
+		return;
+	if (ret == 0 || still_connecting(err))
+		goto out;
+
+	if (c->syn_sent) {
+		/* The SYN left. If the attempt is still open, connect() learned
+		 * its fate from a soft error (ICMP unreachable kept while the
+		 * socket was owned by the user): the socket stays in SYN_SENT
+		 * until closed, and then closes with no sk_err. */
+		__u64 sk = c->sk;
+		struct event *a;
+
+		if (track_outcomes) {
+			a = bpf_map_lookup_elem(&attempts, &sk);
+			if (a)
+				finish(sk, a, OUTCOME_FAILED, err);
+		}
+		goto out;
+	}
+	sync_failed(c, err);
+out:
+	bpf_map_delete_elem(&calls, &id);
+}
+
+/* ---- --sync-errors on the sockops backend: syscall tracepoints ---- */
 
 /* The format of syscalls:sys_exit_connect (stable ABI of the tracepoint). */
 struct sys_exit_ctx {
@@ -622,68 +749,10 @@ int tcpconnect_connect_enter(void *ctx)
 	return 0;
 }
 
-static __always_inline bool still_connecting(int err)
-{
-	/* connect() gave up waiting but the handshake goes on. */
-	return err == EINPROGRESS || err == EALREADY || err == EINTR || err == EAGAIN ||
-	       (err >= ERESTARTSYS && err <= ERESTART_RESTARTBLOCK);
-}
-
 SEC("tracepoint/syscalls/sys_exit_connect")
 int tcpconnect_connect_exit(struct sys_exit_ctx *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct call *c = bpf_map_lookup_elem(&calls, &id);
-	int err = -(int)ctx->ret;
-	struct event e = {};
-
-	if (!c)
-		return 0;
-	if (ctx->ret == 0 || still_connecting(err))
-		goto out;
-
-	if (c->syn_sent) {
-		/* The SYN left. If the attempt is still open, connect() learned
-		 * its fate from a soft error (ICMP unreachable kept while the
-		 * socket was owned by the user): the socket stays in SYN_SENT
-		 * until closed, and then closes with no sk_err. */
-		__u64 sk = c->sk;
-		struct event *a;
-
-		if (track_outcomes) {
-			a = bpf_map_lookup_elem(&attempts, &sk);
-			if (a)
-				finish(sk, a, OUTCOME_FAILED, err);
-		}
-		goto out;
-	}
-
-	/* connect() failed before any SYN: report it now. */
-	e.start_ns = c->start_ns;
-	e.latency_ns = bpf_ktime_get_ns() - c->start_ns;
-	__builtin_memcpy(e.saddr, c->saddr, sizeof(e.saddr));
-	__builtin_memcpy(e.daddr, c->daddr, sizeof(e.daddr));
-	e.sport = c->sport;
-	e.dport = c->dport;
-	e.family = c->family;
-	fill_task(&e);
-	if (!task_wanted(&e))
-		goto out;
-	e.kind = EVENT_OUTCOME;
-	e.outcome = OUTCOME_SYNC_FAILED;
-	e.err = err;
-	if (count_mode)
-		count(&e);
-	else if (min_latency_ns && e.latency_ns < min_latency_ns)
-		;
-	else if (metrics_in_kernel)
-		count_outcome(&e, OUTCOME_SYNC_FAILED, err, e.latency_ns);
-	else {
-		send_proc(&e);
-		emit(&e);
-	}
-out:
-	bpf_map_delete_elem(&calls, &id);
+	connect_returned(ctx->ret);
 	return 0;
 }
 
@@ -714,6 +783,26 @@ static __always_inline int sock_addr_call(struct bpf_sock_addr *ctx, __u16 famil
 		a6[2] = ctx->user_ip6[2];
 		a6[3] = ctx->user_ip6[3];
 		__builtin_memcpy(c.daddr, a6, 16);
+	}
+	if (have_get_retval && !exit_hooked) {
+		/* A cgroup connect program that ran before this one (programs of
+		 * descendant cgroups run first) denied the connect: it fails
+		 * with this errno (EPERM, or the program's bpf_set_retval) and
+		 * no SYN. A program that runs after this one is not seen. */
+		int ret = bpf_get_retval();
+
+		if (ret < 0) {
+			__u64 id = bpf_get_current_pid_tgid();
+			__u32 uid = (__u32)bpf_get_current_uid_gid();
+
+			if (wanted(id >> 32, uid, c.family, c.dport)) {
+				c.start_ns = bpf_ktime_get_ns();
+				sync_failed(&c, -ret);
+			}
+			id = bpf_get_current_pid_tgid();
+			bpf_map_delete_elem(&calls, &id);
+			return 1;
+		}
 	}
 	call_start(&c);
 	return 1; /* never deny: we only watch */
@@ -772,20 +861,30 @@ int tcpconnect_sockops(struct bpf_sock_ops *ctx)
 	e.sport = (__u16)ctx->local_port;
 	e.dport = (__u16)bpf_ntohl(ctx->remote_port);
 	syn_sent(sk, &e);
+	if (!exit_hooked) {
+		/* No exit hook will need the call (see calls). */
+		__u64 id = ((__u64)e.pid << 32) | e.tid;
+
+		bpf_map_delete_elem(&calls, &id);
+	}
 	return 1;
 }
 
 /* ---- backends "fentry" and "kprobe": the TCP functions themselves ---- */
 
+/* inet_stream_connect entered. Every entry replaces the thread's call:
+ * one left from an earlier call whose return was not seen (a missed
+ * kretprobe) must not meet this call's return. */
 static __always_inline void stream_connect(struct socket *sock, struct sockaddr *uaddr)
 {
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	struct call c = {};
 	__u16 family;
+	__u64 id;
 
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
 	    BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
-		return;
+		goto forget;
 	family = BPF_CORE_READ(uaddr, sa_family);
 	if (family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)uaddr;
@@ -798,14 +897,18 @@ static __always_inline void stream_connect(struct socket *sock, struct sockaddr 
 		bpf_probe_read_kernel(c.daddr, 16, &in6->sin6_addr);
 		c.dport = bpf_ntohs(BPF_CORE_READ(in6, sin6_port));
 	} else {
-		return;
+		goto forget;
 	}
 	/* The attempt belongs to the socket's family: an IPv6 socket
 	 * dialling ::ffff:a.b.c.d is IPv6 to the tool, as to ss. */
 	c.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (c.family == AF_INET6 && family == AF_INET)
-		return; /* EAFNOSUPPORT in tcp_v6_connect: not an attempt */
+		goto forget; /* EAFNOSUPPORT in tcp_v6_connect: not an attempt */
 	call_start(&c);
+	return;
+forget:
+	id = bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&calls, &id);
 }
 
 static __always_inline void tcp_connect_sk(struct sock *sk)
@@ -839,6 +942,17 @@ int BPF_PROG(tcpconnect_fentry_stream_connect, struct socket *sock, struct socka
 	return 0;
 }
 
+/* inet_stream_connect is what connect(2) calls, and io_uring's connect
+ * too (__sys_connect_file -> sock->ops->connect), so its return value is
+ * connect()'s result on both. */
+SEC("fexit/inet_stream_connect")
+int BPF_PROG(tcpconnect_fexit_stream_connect, struct socket *sock, struct sockaddr *uaddr,
+	     int addr_len, int flags, int ret)
+{
+	connect_returned(ret);
+	return 0;
+}
+
 SEC("fentry/tcp_connect")
 int BPF_PROG(tcpconnect_fentry_tcp_connect, struct sock *sk)
 {
@@ -850,6 +964,15 @@ SEC("kprobe/inet_stream_connect")
 int BPF_KPROBE(tcpconnect_kprobe_stream_connect, struct socket *sock, struct sockaddr *uaddr)
 {
 	stream_connect(sock, uaddr);
+	return 0;
+}
+
+/* Arguments are not available at return: the call was remembered per
+ * thread at entry. */
+SEC("kretprobe/inet_stream_connect")
+int BPF_KRETPROBE(tcpconnect_kretprobe_stream_connect, int ret)
+{
+	connect_returned(ret);
 	return 0;
 }
 
@@ -929,6 +1052,8 @@ int tcpconnect_dns(struct __sk_buff *skb)
 		stat_inc(STAT_LOST_DNS);
 		return 1;
 	}
+	rec->kind = RECORD_DNS;
+	rec->_pad = 0;
 	rec->tcp = tcp;
 	rec->len = len;
 	if (bpf_skb_load_bytes(skb, off, rec->msg, len)) {

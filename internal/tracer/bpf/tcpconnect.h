@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The contract between the BPF programs and the Go side. Go gets these
- * types from bpf2go (-type event, -type count_key), so they are defined
- * only here. Fixed-width fields, explicit padding, addresses in network
+ * types and enums from bpf2go (the -type list in gen.go), so they are
+ * defined only here. Fixed-width fields, explicit padding, addresses in network
  * order, ports in host order.
  */
 #ifndef TCPCONNECT_H
@@ -10,14 +10,19 @@
 
 #define TASK_COMM_LEN 16
 
-/* What a record on the ring buffer says. */
-enum event_kind {
-	/* The SYN is about to leave: the attempt has its source port. */
-	EVENT_ATTEMPT = 1,
-	/* The attempt ended (or connect() failed before any SYN was sent). */
-	EVENT_OUTCOME = 2,
-	/* A struct proc_record (below), not a struct event. */
-	EVENT_PROCESS = 8,
+/* What a record on the ring buffer is: its first byte, in every record,
+ * so that the reader knows the record's type before reading any more. */
+enum record_kind {
+	/* struct event: the SYN is about to leave, the attempt has its
+	 * source port. */
+	RECORD_ATTEMPT = 1,
+	/* struct event: the attempt ended (or connect() failed before any
+	 * SYN was sent). */
+	RECORD_OUTCOME = 2,
+	/* struct dns_record. */
+	RECORD_DNS = 3,
+	/* struct proc_record: who made the attempts that follow it. */
+	RECORD_PROCESS = 4,
 };
 
 /* How an attempt ended, as the kernel saw it. User space turns this and
@@ -36,6 +41,11 @@ enum outcome {
 };
 
 struct event {
+	__u8 kind;    /* enum record_kind: RECORD_ATTEMPT or RECORD_OUTCOME */
+	__u8 outcome; /* enum outcome */
+	__u16 family; /* AF_INET or AF_INET6: the socket's family */
+	__u16 sport;
+	__u16 dport;
 	/* CLOCK_MONOTONIC ns when the attempt started: the SYN, or the
 	 * connect() call for attempts that failed before any SYN. */
 	__u64 start_ns;
@@ -53,11 +63,6 @@ struct event {
 	__u32 pid_ns_pid; /* pid as the process sees it in its PID namespace */
 	__u32 netns_ino;  /* network namespace inode (stat -L /proc/PID/ns/net) */
 	__u32 mntns_ino;  /* mount namespace inode */
-	__u16 sport;
-	__u16 dport;
-	__u16 family; /* AF_INET or AF_INET6: the socket's family */
-	__u8 kind;    /* enum event_kind */
-	__u8 outcome; /* enum outcome */
 	char comm[TASK_COMM_LEN];
 	/* Who (see "The process" below): the exec_id of the process's entry
 	 * in map procs when the event was built, 0 when it had none. */
@@ -66,14 +71,14 @@ struct event {
 
 /* -d: a DNS message that arrived at a socket of the host (UDP or TCP from
  * port 53). It shares the ring buffer with struct event, so that an
- * answer is always read before the connect that follows it; the reader
- * tells the two apart by their sizes, which must differ. */
+ * answer is always read before the connect that follows it. */
 #define DNS_MAX 1024
 
 struct dns_record {
-	__u32 len;   /* bytes of msg that are valid */
+	__u8 kind;   /* RECORD_DNS */
 	__u8 tcp;    /* msg starts with TCP DNS's two-byte length */
-	__u8 _pad[3];
+	__u16 _pad;
+	__u32 len;   /* bytes of msg that are valid */
 	__u8 msg[DNS_MAX];
 };
 
@@ -100,10 +105,14 @@ struct outcome_key {
 /* The handshake latency histogram of established attempts: a per-CPU
  * array of LATENCY_BUCKETS counts (attempts whose latency is at most the
  * bucket's bound, and above the previous one), then one for larger
- * latencies (+Inf), then the sum of latencies in ns. */
-#define LATENCY_BUCKETS 16
-#define LATENCY_INF LATENCY_BUCKETS
-#define LATENCY_SUM (LATENCY_BUCKETS + 1)
+ * latencies (+Inf), then the sum of latencies in ns. An enum, not
+ * defines, so that Go gets the numbers from the object (bpf2go -type). */
+enum latency_slot {
+	LATENCY_BUCKETS = 16,
+	LATENCY_INF = LATENCY_BUCKETS,
+	LATENCY_SUM = LATENCY_BUCKETS + 1,
+	LATENCY_SLOTS = LATENCY_BUCKETS + 2,
+};
 
 /* Indexes of the per-CPU stats array. */
 enum stat_index {
@@ -172,10 +181,10 @@ struct proc {
 	__u8 args[ARGS_MAX];
 };
 
-/* EVENT_PROCESS: a record of its own on the ring buffer; its kind byte
- * comes first, and its size differs from the other records'. */
+/* RECORD_PROCESS: a record of its own on the ring buffer, kind byte
+ * first like every record. */
 struct proc_record {
-	__u8 kind; /* EVENT_PROCESS */
+	__u8 kind; /* RECORD_PROCESS */
 	__u8 parent_flags; /* the parent's enum proc_flag; 0 when unknown */
 	__u16 parent_exe_len; /* valid bytes of parent_exe; 0: unknown */
 	__u32 pid;

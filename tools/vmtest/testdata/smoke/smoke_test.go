@@ -4,8 +4,11 @@
 // need: load and attach kprobe and fentry programs, see a loopback TCP
 // connect, and use the veth module. It is meant to run inside the guest:
 //
-//	CGO_ENABLED=0 go test -c -o /tmp/smoke.test ./tools/vmtest/testdata/smoke
-//	go run ./tools/vmtest -kernel 6.1 -file /tmp/smoke.test -- /smoke.test -test.v
+//	cd tools/vmtest/testdata/smoke && CGO_ENABLED=0 go test -c -o /tmp/smoke.test .
+//	cd tools && go run ./vmtest -kernel 6.1 -file /tmp/smoke.test -- /smoke.test -test.v
+//
+// It is a module of its own (like every testdata folder, ./... leaves it
+// out) so that tools/go.mod needs no BPF library.
 //
 // With VMTEST_SMOKE_FAIL=1 in its environment (vmtest -env) it fails on
 // purpose, to check that a failure reaches the host's exit status.

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+)
+
+// Source is what a scrape reads: the attached tracer's counters.
+type Source interface {
+	// Stats returns the loss and wakeup counters.
+	Stats() (event.Stats, error)
+	// Metrics returns the kernel's counts of ended attempts; it is only
+	// called when ServerConfig.Kernel is set.
+	Metrics() (event.KernelMetrics, error)
+}
+
+// ServerConfig says where to serve and what.
+type ServerConfig struct {
+	Config
+	// Addr is HOST:PORT or :PORT (port 0: the kernel picks one; see
+	// Server.Addr).
+	Addr string
+	// Kernel makes the connect and latency series come from the kernel's
+	// counts (Source.Metrics) instead of from Observe.
+	Kernel bool
+	// ErrorLog receives the HTTP server's errors and the warning of a
+	// server that stopped on its own.
+	ErrorLog io.Writer
+}
+
+// Server serves the metrics and the health check of one tracer, from
+// Serve until Stop.
+type Server struct {
+	m       *Metrics
+	srv     *http.Server
+	addr    net.Addr
+	served  chan struct{}
+	src     *sourceReader
+	unready func() bool
+}
+
+// Serve starts serving the metrics of src on cfg.Addr. /healthz answers
+// 200 from now on and 503 as soon as ctx is done, when shutdown begins.
+// cfg.Stats and cfg.Kernel are set from src.
+func Serve(ctx context.Context, cfg ServerConfig, src Source) (*Server, error) {
+	r := &sourceReader{src: src}
+	cfg.Config.Stats = r.stats
+	cfg.Config.Kernel = nil
+	if cfg.Kernel {
+		cfg.Config.Kernel = r.kernel
+	}
+	m, err := New(cfg.Config)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	errLog := cfg.ErrorLog
+	if errLog == nil {
+		errLog = io.Discard
+	}
+	s := &Server{
+		m: m,
+		srv: &http.Server{
+			Handler:           m.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          log.New(errLog, "tcpconnect: metrics: ", 0),
+		},
+		// The address actually bound: with port 0 the kernel picks it.
+		addr:   ln.Addr(),
+		served: make(chan struct{}),
+		src:    r,
+	}
+	go func() {
+		defer close(s.served)
+		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintf(errLog, "tcpconnect: warning: metrics server stopped: %v\n", err)
+		}
+	}()
+	m.setReady(true)
+	s.unready = context.AfterFunc(ctx, func() { m.setReady(false) })
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Observe counts one event (see Metrics.Observe).
+func (s *Server) Observe(e *event.Event) { s.m.Observe(e) }
+
+// Stop marks the node unhealthy, shuts the server down and stops reading
+// the source; call it before the tracer behind the source is closed.
+func (s *Server) Stop() {
+	s.unready()
+	s.m.setReady(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+	}
+	<-s.served
+	s.src.detach()
+}
+
+// sourceReader reads the source's counters for scrapes, until detach: a
+// scrape still running when the tracer closes must not touch its maps.
+// After detach, scrapes get the last values read.
+type sourceReader struct {
+	mu         sync.Mutex
+	src        Source
+	last       event.Stats
+	lastKernel event.KernelMetrics
+}
+
+func (r *sourceReader) stats() (event.Stats, error) {
+	return readSource(r, &r.last, Source.Stats)
+}
+
+func (r *sourceReader) kernel() (event.KernelMetrics, error) {
+	return readSource(r, &r.lastKernel, Source.Metrics)
+}
+
+// readSource calls get on the source while it is attached, remembering
+// the value in last, which it returns once the source is detached.
+func readSource[T any](r *sourceReader, last *T, get func(Source) (T, error)) (T, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.src == nil {
+		return *last, nil
+	}
+	v, err := get(r.src)
+	if err != nil {
+		return v, err
+	}
+	*last = v
+	return v, nil
+}
+
+func (r *sourceReader) detach() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.src = nil
+}

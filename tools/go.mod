@@ -1,0 +1,3 @@
+module github.com/tcpconnect/tcpconnect/tools
+
+go 1.26.8
