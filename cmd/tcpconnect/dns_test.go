@@ -22,6 +22,7 @@ var zone = map[string][]string{
 	"alias.test.": {"alias.test. 60 IN CNAME edge.cdn.test.", "edge.cdn.test. 30 IN A 10.240.0.3"},
 	"short.test.": {"short.test. 1 IN A 10.240.0.4"},
 	"stub.test.":  {"stub.test. 60 IN A 10.240.0.5"},
+	"steer.test.": {"steer.test. 60 IN A 127.0.0.1"},
 }
 
 func serveZone(w dns.ResponseWriter, q *dns.Msg) {
@@ -143,6 +144,22 @@ func TestDNSNames(t *testing.T) {
 	}
 	if ev := connect(netip.MustParseAddr("10.240.0.6")); ev["daddr_name"] != nil {
 		t.Errorf("never looked up, but named %v", ev["daddr_name"])
+	}
+	// web.test was resolved in the client's network namespace only: the
+	// same address dialled from the server's namespace has no name.
+	var sport uint16
+	if err := server.Do(func() error {
+		var errno syscall.Errno
+		sport, errno = testutil.ConnectRaw(netip.AddrPortFrom(netip.MustParseAddr("10.240.0.2"), port))
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := decodeJSON(t, p.waitLine(t, fmt.Sprintf(`"sport":%d,`, sport))); ev["daddr_name"] != nil {
+		t.Errorf("a name resolved in another network namespace: %v", ev["daddr_name"])
 	}
 	p.stop(t, syscall.SIGINT)
 }

@@ -26,6 +26,7 @@ import (
 
 func TestMain(m *testing.M) {
 	testutil.RunChildIfRequested()
+	runDNSChildIfRequested()
 	os.Exit(m.Run())
 }
 
@@ -108,14 +109,24 @@ var idsRE = regexp.MustCompile(`program IDs \[([0-9 ]*)\], link IDs \[([0-9 ]*)\
 // is tracing.
 func startTool(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startToolWith(t, nil, args...)
+}
+
+// startToolWith is startTool with start, if set, in charge of starting
+// the command (from a thread with namespaces or capabilities of its own).
+func startToolWith(t *testing.T, start func(*exec.Cmd) error, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary(t), append(backendArgs(), args...)...)
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &syncBuffer{}}
 	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -605,5 +616,22 @@ func TestMountsWhatItNeeds(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "for this process only") {
 		t.Errorf("-v does not say what it mounted:\n%s", errb.String())
+	}
+}
+
+// TestSIGHUPEndsCleanly: SIGHUP (a closed terminal) ends the run as
+// SIGTERM does: exit 0, the exit line, nothing left attached.
+func TestSIGHUPEndsCleanly(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ap := listener(t, "127.0.0.1:0")
+	p := startTool(t, "--json", "-P", strconv.Itoa(int(ap.Port())))
+	sport, errno := testutil.ConnectRaw(ap)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	p.waitLine(t, fmt.Sprintf(`"sport":%d,`, sport))
+	p.stop(t, syscall.SIGHUP)
+	if !strings.Contains(p.stderr.String(), "tcpconnect: 1 events printed, 0 lost") {
+		t.Errorf("no exit line after SIGHUP: %s", p.stderr.String())
 	}
 }

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/buildinfo"
 	"github.com/tcpconnect/tcpconnect/internal/dns"
+	"github.com/tcpconnect/tcpconnect/internal/docgen"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/tracer"
 	"golang.org/x/sys/unix"
@@ -53,7 +56,8 @@ func usagef(format string, args ...any) error {
 	return errUsage{err: fmt.Errorf(format, args...)}
 }
 
-// errHelp means -h was asked for: usage on stdout, exit 0.
+// errHelp means -h or --version was asked for: the answer went to
+// stdout; exit 0.
 var errHelp = errors.New("help requested")
 
 const usageHead = `Usage: tcpconnect [OPTIONS]
@@ -76,40 +80,48 @@ Examples:
 Options:
 `
 
-// parseFlags turns args (without the program name) into options. Usage
-// errors come back as errUsage, carrying the usage text; -h writes it to
-// helpOut.
-func parseFlags(args []string, helpOut io.Writer) (*options, error) {
+// flagValues holds what the command line sets before parseFlags checks
+// it and turns it into options.
+type flagValues struct {
+	o          options
+	pid        string
+	ports      string
+	uid        string
+	ipv4, ipv6 bool
+	lport      bool
+	backend    string
+	bufSize    string
+	maxPending int64
+	failed     bool
+	minLatency float64
+	help       bool
+	version    bool
+	netns      string
+}
+
+// newFlagSet declares every flag. It is the one description of the
+// command line: the help text, the man page, docs/flags.md and the shell
+// completions are all made from it (docs_test.go), so a flag declared here
+// is documented everywhere. docgen.Complete annotations tell the completions
+// what a flag's value can be.
+func newFlagSet() (*pflag.FlagSet, *flagValues) {
 	fs := pflag.NewFlagSet("tcpconnect", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
-	var (
-		o          options
-		pid        string
-		ports      string
-		uid        string
-		ipv4, ipv6 bool
-		lport      bool
-		backend    string
-		bufSize    string
-		maxPending int
-		failed     bool
-		minLatency float64
-		help       bool
-		netns      string
-	)
+	v := &flagValues{}
+	o := &v.o
 	fs.BoolVarP(&o.stamp, "timestamp", "t", false, "include a TIME(s) column: seconds since tracing started")
-	fs.StringVarP(&pid, "pid", "p", "", "trace this PID only")
-	fs.StringVarP(&ports, "port", "P", "", "comma-separated list of destination ports to trace")
-	fs.BoolVarP(&ipv4, "ipv4", "4", false, "trace IPv4 family only")
-	fs.BoolVarP(&ipv6, "ipv6", "6", false, "trace IPv6 family only")
+	fs.StringVarP(&v.pid, "pid", "p", "", "trace this `PID` only")
+	fs.StringVarP(&v.ports, "port", "P", "", "comma-separated list of destination `PORTS` to trace")
+	fs.BoolVarP(&v.ipv4, "ipv4", "4", false, "trace IPv4 family only")
+	fs.BoolVarP(&v.ipv6, "ipv6", "6", false, "trace IPv6 family only")
 	fs.BoolVarP(&o.uidCol, "print-uid", "U", false, "include a UID column")
-	fs.StringVarP(&uid, "uid", "u", "", "trace this UID only")
+	fs.StringVarP(&v.uid, "uid", "u", "", "trace this `UID` only")
 	fs.BoolVarP(&o.count, "count", "c", false, "count connects per source address, destination address and port; print at Ctrl-C")
-	fs.BoolVarP(&lport, "lport", "L", false, "accepted for bcc compatibility: SPORT is always shown")
+	fs.BoolVarP(&v.lport, "lport", "L", false, "accepted for bcc compatibility: SPORT is always shown")
 	fs.BoolVarP(&o.results, "result", "r", false, "print each attempt when it ends, with LAT(ms) and RESULT columns")
-	fs.BoolVar(&failed, "failed", false, "only failed attempts (implies -r)")
-	fs.Float64Var(&minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
+	fs.BoolVar(&v.failed, "failed", false, "only failed attempts (implies -r)")
+	fs.Float64Var(&v.minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema: docs/json.md)")
 	addDaemonFlags(fs, &o.daemon)
 	fs.StringVar(&o.containerPrefix, "container", "", "add a CONTAINER column; --container=`ID-PREFIX` also keeps only containers whose id starts so")
@@ -119,18 +131,40 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	fs.StringVar(&o.tracer.Exe, "exe", "", "only processes running this executable: its full `PATH` as the process's mount namespace sees it")
 	fs.StringVar(&o.tracer.Comm, "comm", "", "only threads with this exact `NAME` (as Inspektor Gadget's --comm; any process can rename its threads)")
 	fs.BoolVarP(&o.dns, "dns", "d", false, "add a DNAME column: the host name the process resolved to DADDR (from DNS answers seen on this host)")
-	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", dns.DefaultSize, "most host names -d remembers")
+	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", dns.DefaultSize, fmt.Sprintf("most host names -d remembers (at most %d)", maxDNSCacheSize))
 	fs.StringVar(&o.cgroupPath, "cgroup", "", "only processes in this cgroup v2 `PATH` or below it")
-	fs.StringVar(&netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
+	fs.StringVar(&v.netns, "netns", "", "only processes in this network namespace (`INO` or a path like /proc/PID/ns/net)")
 	fs.StringVar(&o.tracer.CgroupMap, "cgroupmap", "", "bcc: only cgroups whose ids are keys of this pinned BPF hash `MAP`")
 	fs.StringVar(&o.tracer.MntnsMap, "mntnsmap", "", "bcc: only mount namespaces whose inodes are keys of this pinned BPF hash `MAP`")
-	fs.StringVar(&backend, "backend", "auto", "how to hook the kernel: auto, fentry, kprobe or sockops")
-	fs.BoolVar(&o.tracer.SyncErrors, "sync-errors", false, "sockops backend: also report connect()s that fail before any SYN for lack of a route (with their errno) by hooking the connect syscall; slows every syscall of every process on the host by ~35 % (README)")
-	fs.StringVar(&bufSize, "buffer-size", formatSize(tracer.DefaultBufferSize), "ring buffer size in bytes (K and M suffixes; a power of two)")
-	fs.IntVar(&maxPending, "max-pending", tracer.DefaultMaxPending, "attempts awaiting an answer that -r can follow at once")
+	fs.StringVar(&v.backend, "backend", "auto", "how to hook the kernel: `BACKEND` is auto, fentry, kprobe or sockops")
+	fs.BoolVar(&o.tracer.SyncErrors, "sync-errors", false, "sockops backend: also report connect()s that fail before any SYN for lack of a route (with their errno) by hooking the connect syscall; slows every syscall of every process on the host by ~35 % (docs/backends.md)")
+	fs.StringVar(&v.bufSize, "buffer-size", formatSize(tracer.DefaultBufferSize), "ring buffer `SIZE` in bytes (K and M suffixes; a power of two)")
+	fs.Int64Var(&v.maxPending, "max-pending", tracer.DefaultMaxPending, fmt.Sprintf("attempts awaiting an answer that -r can follow at once (at most %d)", maxMaxPending))
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr which backend was chosen and why others were not")
-	fs.BoolVarP(&help, "help", "h", false, "show this help")
+	fs.BoolVar(&v.version, "version", false, "print the version, the commit and the Go version of this build, and exit")
+	fs.BoolVarP(&v.help, "help", "h", false, "show this help")
 
+	backends := []string{string(tracer.BackendAuto)}
+	for _, b := range tracer.Backends {
+		backends = append(backends, string(b))
+	}
+	docgen.Complete(fs, "backend", docgen.Words, backends...)
+	docgen.Complete(fs, "output", docgen.Words, outputTable, outputJSON, outputNone)
+	docgen.Complete(fs, "pid", docgen.PIDs)
+	docgen.Complete(fs, "uid", docgen.UIDs)
+	docgen.Complete(fs, "cgroup", docgen.Dirs)
+	docgen.Complete(fs, "netns", docgen.Files)
+	docgen.Complete(fs, "cgroupmap", docgen.Files)
+	docgen.Complete(fs, "mntnsmap", docgen.Files)
+	return fs, v
+}
+
+// parseFlags turns args (without the program name) into options. Usage
+// errors come back as errUsage, carrying the usage text; -h writes it to
+// helpOut, and --version its line.
+func parseFlags(args []string, helpOut io.Writer) (*options, error) {
+	fs, v := newFlagSet()
+	o := &v.o
 	usage := usageHead + fs.FlagUsages()
 	withUsage := func(err error) error {
 		var u errUsage
@@ -143,8 +177,12 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, withUsage(err)
 	}
-	if help {
+	if v.help {
 		fmt.Fprint(helpOut, usage)
+		return nil, errHelp
+	}
+	if v.version {
+		fmt.Fprintln(helpOut, buildinfo.Get())
 		return nil, errHelp
 	}
 	if fs.NArg() > 0 {
@@ -155,9 +193,9 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 		}
 		return nil, withUsage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
-	err := o.fill(pid, ports, uid, ipv4, ipv6, backend, bufSize, maxPending, failed, minLatency)
+	err := o.fill(v.pid, v.ports, v.uid, v.ipv4, v.ipv6, v.backend, v.bufSize, v.maxPending, v.failed, v.minLatency)
 	if err == nil {
-		err = o.fillContext(fs.Changed("container"), netns)
+		err = o.fillContext(fs.Changed("container"), v.netns)
 	}
 	if err == nil {
 		err = o.fillDaemon(fs.Changed)
@@ -168,10 +206,24 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	if err != nil {
 		return nil, withUsage(err)
 	}
-	return &o, nil
+	return o, nil
 }
 
-func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize string, maxPending int, failed bool, minLatency float64) error {
+// Upper bounds of numeric flags: each costs memory (the attempts map is
+// allocated in full in the kernel, ~170 bytes an entry, charged to our
+// cgroup; a name ~300 bytes of heap), and the DaemonSet runs in 256 MiB.
+const (
+	maxMaxPending   = 1 << 18
+	maxDNSCacheSize = 100000
+	// A handshake that takes longer than a day has long been given up
+	// (tcp_syn_retries at its largest gives up within hours).
+	maxMinLatencyMS = 24 * 3600 * 1000
+	// maxPorts is the size of the kernel's port filter (ports in
+	// bpf/tcpconnect.bpf.c).
+	maxPorts = 64
+)
+
+func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize string, maxPending int64, failed bool, minLatency float64) error {
 	c := &o.tracer
 	if pid != "" {
 		n, err := strconv.ParseUint(pid, 10, 32)
@@ -193,7 +245,12 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 			if err != nil || n == 0 {
 				return usagef("invalid port %q: want 1-65535", p)
 			}
-			c.Ports = append(c.Ports, uint16(n))
+			if !slices.Contains(c.Ports, uint16(n)) {
+				c.Ports = append(c.Ports, uint16(n))
+			}
+		}
+		if len(c.Ports) > maxPorts {
+			return usagef("-P lists %d ports: at most %d", len(c.Ports), maxPorts)
 		}
 	}
 	switch {
@@ -214,12 +271,13 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 		return errUsage{err: err}
 	}
 	c.BufferSize = size
-	if maxPending < 1 {
-		return usagef("invalid --max-pending %d: want at least 1", maxPending)
+	if maxPending < 1 || maxPending > maxMaxPending {
+		return usagef("invalid --max-pending %d: want 1 to %d", maxPending, maxMaxPending)
 	}
-	c.MaxPending = maxPending
-	if minLatency < 0 {
-		return usagef("invalid --min-latency %v: want 0 or more", minLatency)
+	c.MaxPending = int(maxPending)
+	// !(x >= 0) also catches NaN.
+	if !(minLatency >= 0) || minLatency > maxMinLatencyMS {
+		return usagef("invalid --min-latency %v: want 0 to %d milliseconds", minLatency, maxMinLatencyMS)
 	}
 	if failed || minLatency > 0 {
 		o.results = true
@@ -257,8 +315,8 @@ func (o *options) fillWho() error {
 const containerColumnOnly = "-"
 
 func (o *options) fillContext(containerSet bool, netns string) error {
-	if o.dnsCacheSize < 1 {
-		return usagef("invalid --dns-cache-size %d: want at least 1", o.dnsCacheSize)
+	if o.dnsCacheSize < 1 || o.dnsCacheSize > maxDNSCacheSize {
+		return usagef("invalid --dns-cache-size %d: want 1 to %d", o.dnsCacheSize, maxDNSCacheSize)
 	}
 	if containerSet {
 		o.container = true
@@ -273,15 +331,11 @@ func (o *options) fillContext(containerSet bool, netns string) error {
 		}
 	}
 	if netns != "" {
-		if n, err := strconv.ParseUint(netns, 10, 32); err == nil {
-			o.tracer.Netns = uint32(n)
-		} else {
-			var st unix.Stat_t
-			if err := unix.Stat(netns, &st); err != nil {
-				return usagef("invalid --netns %q: want an inode number or a namespace file: %v", netns, err)
-			}
-			o.tracer.Netns = uint32(st.Ino)
+		ino, err := parseNetns(netns)
+		if err != nil {
+			return err
 		}
+		o.tracer.Netns = ino
 	}
 	return nil
 }
@@ -298,6 +352,37 @@ func formatSize(n int) string {
 	return strconv.Itoa(n)
 }
 
+// parseNetns reads --netns: a namespace inode number, or a file that is a
+// network namespace (/proc/PID/ns/net, a bind mount of one under
+// /run/netns). Any other file would filter everything out.
+func parseNetns(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		if n == 0 {
+			return 0, usagef("invalid --netns 0: want a namespace inode number or a network namespace file")
+		}
+		return uint32(n), nil
+	}
+	fd, err := unix.Open(s, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, usagef("invalid --netns %q: want an inode number or a network namespace file: %v", s, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	var sfs unix.Statfs_t
+	if unix.Fstat(fd, &st) != nil || unix.Fstatfs(fd, &sfs) != nil || sfs.Type != unix.NSFS_MAGIC {
+		return 0, usagef("invalid --netns %q: not a namespace file (want /proc/PID/ns/net or an inode number)", s)
+	}
+	// NS_GET_NSTYPE (Linux 4.11) says which kind of namespace it is.
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil {
+		return 0, usagef("invalid --netns %q: cannot tell its namespace type: %v", s, err)
+	}
+	if typ != unix.CLONE_NEWNET {
+		return 0, usagef("invalid --netns %q: a namespace, but not a network namespace", s)
+	}
+	return uint32(st.Ino), nil
+}
+
 // parseSize reads a byte count with an optional K or M suffix.
 func parseSize(s string) (int, error) {
 	mult := 1
@@ -311,6 +396,9 @@ func parseSize(s string) (int, error) {
 	n, err := strconv.Atoi(t)
 	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("invalid --buffer-size %q: want a size like 4M", s)
+	}
+	if n > (1<<30)/mult {
+		return 0, fmt.Errorf("invalid --buffer-size %q: want a power of two from 4K to 1024M", s)
 	}
 	size := n * mult
 	if size&(size-1) != 0 || size < 4096 || size > 1<<30 {

@@ -38,12 +38,15 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	var usage errUsage
 	if errors.As(err, &usage) {
-		fmt.Fprintf(stderr, "tcpconnect: %v\n\n%s", err, usage.usage)
+		// One line: the error is not buried under the help text.
+		fmt.Fprintf(stderr, "tcpconnect: %v (see tcpconnect --help)\n", err)
 		return 2
 	}
 	// A closed stdout must end the run cleanly, not kill it.
 	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (the terminal went away, or a supervisor's reload) ends the
+	// run like SIGTERM: detached, with the exit line.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := run(ctx, opts, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "tcpconnect: %v\n", err)
@@ -120,7 +123,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 		err = output.WriteCounts(stdout, counts, o.json, cfg.Family == event.FamilyIPv4)
-		return finish(t, stderr, 0, o.verbose, stdoutErr(err))
+		return finish(t, names, stderr, 0, o.verbose, stdoutErr(err))
 	}
 
 	popts := output.Options{
@@ -164,7 +167,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		// Attempts still waiting for an answer are reported, not lost.
 		err = printPending(t, s)
 	}
-	return finish(t, stderr, s.n, o.verbose, err)
+	return finish(t, names, stderr, s.n, o.verbose, err)
 }
 
 // cgroupFilters turns --cgroup and --container into cgroup ids for the
@@ -203,13 +206,12 @@ func dnsNames(o *options, cfg *tracer.Config) *dns.Cache {
 		return nil
 	}
 	names := dns.NewCache(o.dnsCacheSize)
-	cfg.DNS = func(msg []byte, tcp bool) {
-		// Malformed or partial messages are skipped: they name nothing.
-		if tcp {
-			_ = names.ObserveTCP(msg)
-		} else {
-			_ = names.Observe(msg)
-		}
+	var m dns.Message
+	cfg.DNS = func(r *tracer.DNSMessage) {
+		m = dns.Message{Socket: r.Socket, Netns: r.Netns, UID: r.UID, Server: r.Server, Query: r.Query, TCP: r.TCP, Msg: r.Msg}
+		// Malformed, partial and unsolicited messages are skipped: they
+		// name nothing.
+		_ = names.Observe(&m)
 	}
 	return names
 }
@@ -229,7 +231,7 @@ func printPending(t *tracer.Tracer, s *sink) error {
 
 // finish prints the loss summary and decides the run's error: a closed
 // stdout is a normal end.
-func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, verbose bool, err error) error {
+func finish(t *tracer.Tracer, names *dns.Cache, stderr io.Writer, printed uint64, verbose bool, err error) error {
 	if errors.Is(err, errStdoutClosed) {
 		err = nil
 	}
@@ -238,6 +240,9 @@ func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, verbose bool, er
 		return errors.Join(err, serr)
 	}
 	fmt.Fprintf(stderr, "tcpconnect: %d events printed, %d lost", printed, st.LostEvents)
+	if st.LostDNS > 0 {
+		fmt.Fprintf(stderr, ", %d DNS messages lost (names may be missing)", st.LostDNS)
+	}
 	if st.LostAttempts > 0 {
 		fmt.Fprintf(stderr, ", %d attempts not followed (--max-pending)", st.LostAttempts)
 	}
@@ -249,6 +254,10 @@ func finish(t *tracer.Tracer, stderr io.Writer, printed uint64, verbose bool, er
 	}
 	if verbose {
 		fmt.Fprintf(stderr, ", %d reader wakeups forced", st.Wakeups)
+		if names != nil {
+			seen, answered, dropped := names.Counts()
+			fmt.Fprintf(stderr, ", %d DNS messages read (%d answers believed, %d answering no query)", seen, answered, dropped)
+		}
 	}
 	fmt.Fprintln(stderr)
 	return err
@@ -280,6 +289,9 @@ func warnLost(ctx context.Context, t *tracer.Tracer, stderr io.Writer) {
 		}
 		if d := st.LostProcs - seen.LostProcs; d > 0 {
 			fmt.Fprintf(stderr, "tcpconnect: warning: %d processes not followed (process table or ring buffer full): their attempts show no exe\n", d)
+		}
+		if d := st.LostDNS - seen.LostDNS; d > 0 {
+			fmt.Fprintf(stderr, "tcpconnect: warning: %d DNS messages lost (ring buffer full; names may be missing; try a larger --buffer-size)\n", d)
 		}
 		seen = st
 	}

@@ -8,12 +8,12 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+	"github.com/tcpconnect/tcpconnect/internal/buildinfo"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/metrics"
 	"github.com/tcpconnect/tcpconnect/internal/output"
@@ -35,6 +35,7 @@ type daemonOptions struct {
 	metricsAddr  string
 	metricsPorts string
 	ports        []uint16 // metricsPorts, parsed
+	webConfig    string   // --web.config.file: TLS and basic auth
 }
 
 // addDaemonFlags declares the daemon flags on fs; fillDaemon checks them
@@ -44,6 +45,7 @@ func addDaemonFlags(fs *pflag.FlagSet, d *daemonOptions) {
 	fs.BoolVarP(&d.quiet, "quiet", "q", false, "same as --output none")
 	fs.StringVar(&d.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (like :9464) and health at /healthz; implies -r")
 	fs.StringVar(&d.metricsPorts, "metrics-ports", "", "also count attempts per destination port, for these `PORTS` only (comma-separated, up to 64)")
+	fs.StringVar(&d.webConfig, "web.config.file", "", "TLS and basic auth for --metrics-addr: a Prometheus exporter-toolkit web config `FILE`")
 }
 
 // fillDaemon settles the output format and the metrics options. changed
@@ -81,6 +83,9 @@ func (o *options) fillDaemon(changed func(name string) bool) error {
 		}
 		d.ports = ports
 	}
+	if d.webConfig != "" && d.metricsAddr == "" {
+		return usagef("--web.config.file needs --metrics-addr")
+	}
 	if d.metricsAddr == "" {
 		return nil
 	}
@@ -109,20 +114,6 @@ func (o *options) fillDaemon(changed func(name string) bool) error {
 		}
 	}
 	return nil
-}
-
-// version is set at link time (-ldflags "-X main.version=v1.2.3"), as
-// the Containerfile does; otherwise the module version Go recorded.
-var version string
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "unknown"
 }
 
 // noOutput is --output none.
@@ -156,16 +147,20 @@ func serveMetrics(ctx context.Context, o *options, t *tracer.Tracer, p output.Pr
 	if node := os.Getenv("NODE_NAME"); node != "" {
 		labels["node"] = node
 	}
+	build := buildinfo.Get()
 	srv, err := metrics.Serve(ctx, metrics.ServerConfig{
 		Config: metrics.Config{
 			Backend:     string(t.Backend()),
-			Version:     versionString(),
+			Version:     build.Version,
+			Commit:      build.Commit,
+			GoVersion:   build.GoVersion,
 			ConstLabels: labels,
 			Ports:       o.daemon.ports,
 		},
-		Addr:     o.daemon.metricsAddr,
-		Kernel:   o.tracer.KernelMetrics,
-		ErrorLog: stderr,
+		Addr:          o.daemon.metricsAddr,
+		Kernel:        o.tracer.KernelMetrics,
+		WebConfigFile: o.daemon.webConfig,
+		ErrorLog:      stderr,
 	}, t)
 	if err != nil {
 		return nil, nil, err

@@ -346,14 +346,24 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if b := got[`tcpconnect_handshake_latency_seconds_bucket{le="1"}`]; b != n {
 		t.Errorf("%v of %d handshakes within 1s", b, n)
 	}
+	// tcpconnect_info says what --version says.
+	out, err := exec.Command(binary(t), "--version").Output()
+	if err != nil {
+		t.Fatalf("--version: %v", err)
+	}
+	ver, commit, gover, ok := parseVersionLine(string(out))
+	if !ok {
+		t.Fatalf("--version printed %q", out)
+	}
+	infoSuffix := fmt.Sprintf(`",commit=%q,goversion=%q,version=%q}`, commit, gover, ver)
 	var info bool
 	for k, v := range got {
-		if strings.HasPrefix(k, "tcpconnect_info{backend=") && v == 1 {
+		if strings.HasPrefix(k, "tcpconnect_info{backend=") && strings.HasSuffix(k, infoSuffix) && v == 1 {
 			info = true
 		}
 	}
 	if !info {
-		t.Error("no tcpconnect_info")
+		t.Errorf("no tcpconnect_info{backend=...%s 1 in the scrape", infoSuffix)
 	}
 	if _, ok := got["go_goroutines"]; !ok {
 		t.Error("no Go collector")

@@ -135,9 +135,13 @@ func (r *Resolver) Containers(prefix string) []uint64 {
 // Resolve turns a --cgroup argument (a path under the mount, absolute
 // or relative to it) into the cgroup's directory.
 func Resolve(root, arg string) (string, error) {
-	dir := arg
-	if !strings.HasPrefix(arg, root+"/") && arg != root {
+	dir := filepath.Clean(arg)
+	if !strings.HasPrefix(dir, root+"/") && dir != root {
 		dir = filepath.Join(root, arg)
+	}
+	// ".." must not lead out of the hierarchy.
+	if !strings.HasPrefix(dir, root+"/") && dir != root {
+		return "", fmt.Errorf("%s is not a cgroup under %s", arg, root)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -44,8 +44,8 @@ const (
 
 // Config says what to export.
 type Config struct {
-	// Backend and Version label tcpconnect_info.
-	Backend, Version string
+	// Backend, Version, Commit and GoVersion label tcpconnect_info.
+	Backend, Version, Commit, GoVersion string
 	// ConstLabels are added to every series this package exports,
 	// including the Go and process collectors' (the daemon uses it for
 	// "node", so that series from a fleet stay apart even when scraped
@@ -139,8 +139,8 @@ func New(cfg Config) (*Metrics, error) {
 	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "tcpconnect_info",
-		Help:        "Always 1; its labels say which kernel hook (backend) is attached and which tcpconnect runs.",
-		ConstLabels: prometheus.Labels{"backend": cfg.Backend, "version": cfg.Version},
+		Help:        "Always 1; its labels say which kernel hook (backend) is attached and which tcpconnect runs (version, commit, and the Go that built it).",
+		ConstLabels: prometheus.Labels{"backend": cfg.Backend, "version": cfg.Version, "commit": cfg.Commit, "goversion": cfg.GoVersion},
 	})
 	info.Set(1)
 
@@ -219,8 +219,8 @@ func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
 // statsCollector reads the kernel's loss counters at each scrape: one
 // read of the per-CPU map serves both series.
 type statsCollector struct {
-	read            func() (event.Stats, error)
-	lost, untracked *prometheus.Desc
+	read                     func() (event.Stats, error)
+	lost, untracked, lostDNS *prometheus.Desc
 }
 
 func newStatsCollector(read func() (event.Stats, error)) *statsCollector {
@@ -232,12 +232,16 @@ func newStatsCollector(read func() (event.Stats, error)) *statsCollector {
 		untracked: prometheus.NewDesc("tcpconnect_attempts_untracked_total",
 			"Attempts whose outcome was not followed because too many were pending at once (try a larger --max-pending); they are missing from tcpconnect_connects_total.",
 			nil, nil),
+		lostDNS: prometheus.NewDesc("tcpconnect_dns_messages_lost_total",
+			"DNS queries and answers (-d) the kernel dropped because the ring buffer was full (try a larger --buffer-size); names of the connects they would have named are missing.",
+			nil, nil),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lost
 	ch <- c.untracked
+	ch <- c.lostDNS
 }
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -246,10 +250,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		err = fmt.Errorf("reading the kernel's counters: %w", err)
 		ch <- prometheus.NewInvalidMetric(c.lost, err)
 		ch <- prometheus.NewInvalidMetric(c.untracked, err)
+		ch <- prometheus.NewInvalidMetric(c.lostDNS, err)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(st.LostEvents))
 	ch <- prometheus.MustNewConstMetric(c.untracked, prometheus.CounterValue, float64(st.LostAttempts))
+	ch <- prometheus.MustNewConstMetric(c.lostDNS, prometheus.CounterValue, float64(st.LostDNS))
 }
 
 // maxPorts bounds --metrics-ports, and so the series of

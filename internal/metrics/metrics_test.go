@@ -81,7 +81,7 @@ func parseText(t *testing.T, r io.Reader) map[string]float64 {
 func TestCountsAndHistogram(t *testing.T) {
 	stats := event.Stats{LostEvents: 7, LostAttempts: 3}
 	m, err := New(Config{
-		Backend: "fentry", Version: "v9.9.9",
+		Backend: "fentry", Version: "v9.9.9", Commit: "0123abc", GoVersion: "go1.26.8",
 		ConstLabels: prometheus.Labels{"node": "n1"},
 		Ports:       []uint16{443, 80},
 		Stats:       func() (event.Stats, error) { return stats, nil },
@@ -120,19 +120,19 @@ func TestCountsAndHistogram(t *testing.T) {
 			// Created up front: a result that never happened is a 0,
 			// not a missing series, so rate() and alerts work from the
 			// first scrape.
-			`tcpconnect_connects_total{family="ipv6",node="n1",result="refused"}`: 0,
-			`tcpconnect_connects_by_port_total{dport="443",node="n1"}`:            4,
-			`tcpconnect_connects_by_port_total{dport="80",node="n1"}`:             2,
-			`tcpconnect_handshake_latency_seconds_count{node="n1"}`:               5,
-			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="0.0001"}`:  0,
-			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="0.0005"}`:  3,
-			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="1.0"}`:     3,
-			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="2.5"}`:     4,
-			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="10.0"}`:    4,
-			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="+Inf"}`:    5,
-			`tcpconnect_events_lost_total{node="n1"}`:                             7,
-			`tcpconnect_attempts_untracked_total{node="n1"}`:                      3,
-			`tcpconnect_info{backend="fentry",node="n1",version="v9.9.9"}`:        1,
+			`tcpconnect_connects_total{family="ipv6",node="n1",result="refused"}`:                                0,
+			`tcpconnect_connects_by_port_total{dport="443",node="n1"}`:                                           4,
+			`tcpconnect_connects_by_port_total{dport="80",node="n1"}`:                                            2,
+			`tcpconnect_handshake_latency_seconds_count{node="n1"}`:                                              5,
+			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="0.0001"}`:                                 0,
+			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="0.0005"}`:                                 3,
+			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="1.0"}`:                                    3,
+			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="2.5"}`:                                    4,
+			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="10.0"}`:                                   4,
+			`tcpconnect_handshake_latency_seconds_bucket{node="n1",le="+Inf"}`:                                   5,
+			`tcpconnect_events_lost_total{node="n1"}`:                                                            7,
+			`tcpconnect_attempts_untracked_total{node="n1"}`:                                                     3,
+			`tcpconnect_info{backend="fentry",commit="0123abc",goversion="go1.26.8",node="n1",version="v9.9.9"}`: 1,
 		}
 		if !om {
 			// The classic text format writes bounds the Go way.

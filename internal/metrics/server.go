@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 )
@@ -34,6 +37,10 @@ type ServerConfig struct {
 	// Kernel makes the connect and latency series come from the kernel's
 	// counts (Source.Metrics) instead of from Observe.
 	Kernel bool
+	// WebConfigFile, if set, is a Prometheus exporter-toolkit web
+	// configuration file (TLS, basic auth), as --web.config.file of
+	// Prometheus's exporters.
+	WebConfigFile string
 	// ErrorLog receives the HTTP server's errors and the warning of a
 	// server that stopped on its own.
 	ErrorLog io.Writer
@@ -64,6 +71,13 @@ func Serve(ctx context.Context, cfg ServerConfig, src Source) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.WebConfigFile != "" {
+		// Checked before listening: a broken file is a failed start, not
+		// an endpoint that refuses every scrape.
+		if err := web.Validate(cfg.WebConfigFile); err != nil {
+			return nil, fmt.Errorf("--web.config.file %s: %w", cfg.WebConfigFile, err)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr: %w", err)
@@ -72,11 +86,21 @@ func Serve(ctx context.Context, cfg ServerConfig, src Source) (*Server, error) {
 	if errLog == nil {
 		errLog = io.Discard
 	}
+	// Whoever can reach the port must not be able to starve the tool:
+	// connections beyond the bound are closed as soon as they are
+	// accepted (left in the accept queue, thousands of them would stand
+	// before the next scrape once a flood ends), and every connection,
+	// idle or slow, is closed within the timeouts.
+	bounded := &boundedListener{Listener: ln, slots: make(chan struct{}, MaxConns)}
 	s := &Server{
 		m: m,
 		srv: &http.Server{
 			Handler:           m.Handler(),
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       30 * time.Second,
+			MaxHeaderBytes:    8 << 10,
 			ErrorLog:          log.New(errLog, "tcpconnect: metrics: ", 0),
 		},
 		// The address actually bound: with port 0 the kernel picks it.
@@ -84,9 +108,13 @@ func Serve(ctx context.Context, cfg ServerConfig, src Source) (*Server, error) {
 		served: make(chan struct{}),
 		src:    r,
 	}
+	webConfig := cfg.WebConfigFile
+	flags := &web.FlagConfig{WebConfigFile: &webConfig}
+	// exporter-toolkit logs at Info each start; only its warnings matter.
+	logger := slog.New(slog.NewTextHandler(errLog, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
 		defer close(s.served)
-		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := web.Serve(bounded, s.srv, flags, logger); !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintf(errLog, "tcpconnect: warning: metrics server stopped: %v\n", err)
 		}
 	}()
@@ -153,4 +181,42 @@ func (r *sourceReader) detach() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.src = nil
+}
+
+// MaxConns bounds the endpoint's open connections: a Prometheus server or
+// two, a kubelet probe, a person with curl.
+const MaxConns = 32
+
+// boundedListener accepts at most cap(slots) connections at once and
+// closes the others at once.
+type boundedListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *boundedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &boundedConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			c.Close()
+		}
+	}
+}
+
+type boundedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *boundedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

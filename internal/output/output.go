@@ -61,9 +61,11 @@ type CgroupNamer interface {
 	Lookup(id uint64) (path, container string)
 }
 
-// AddrNamer gives the host name that an address was resolved from.
+// AddrNamer gives the host name that an address was resolved from, by
+// a socket of user uid in network namespace netns (a connect is named
+// only by what its own namespace and user resolved).
 type AddrNamer interface {
-	Lookup(addr netip.Addr) (string, bool)
+	Lookup(netns, uid uint32, addr netip.Addr) (string, bool)
 }
 
 // lookupCgroup is Cgroups.Lookup, tolerating a nil namer.
@@ -192,27 +194,30 @@ func (t *Table) Header() error {
 	s = len(b)
 	b = append(b, "DADDR"...)
 	b = pad(b, s, t.addrWidth+1)
+	// Each title is padded as its column is in Event, so that titles
+	// never run together.
+	more := t.opts.Extended || t.opts.Names != nil
+	s = len(b)
 	b = append(b, "DPORT"...)
 	if t.opts.Results {
-		b = append(b, "  LAT(ms)    RESULT"...)
-		if t.opts.Extended {
-			b = pad(b, len(b)-6, resultWidth)
+		b = col(b, s, 7)
+		b = append(b, "LAT(ms)    "...)
+		s = len(b)
+		b = append(b, "RESULT"...)
+		if more {
+			b = col(b, s, resultWidth)
 		}
+	} else if more {
+		b = col(b, s, 7)
 	}
 	if t.opts.Names != nil {
-		if !t.opts.Results && !t.opts.Extended {
-			b = append(b, "  "...)
-		}
-		s := len(b)
+		s = len(b)
 		b = append(b, "DNAME"...)
 		if t.opts.Extended {
-			b = pad(b, s, dnameWidth)
+			b = col(b, s, dnameWidth)
 		}
 	}
 	if t.opts.Extended {
-		if !t.opts.Results && t.opts.Names == nil {
-			b = append(b, "  "...)
-		}
 		b = append(b, "CGROUP"...)
 	}
 	if t.opts.Who {
@@ -313,7 +318,7 @@ func (t *Table) Event(e *event.Event) error {
 	}
 	if t.opts.Names != nil {
 		s = len(b)
-		if name, ok := t.opts.Names.Lookup(e.Daddr); ok {
+		if name, ok := t.opts.Names.Lookup(e.NetnsIno, e.UID, e.Daddr); ok {
 			b = appendEscaped(b, unsafeBytes(name))
 		} else {
 			b = append(b, '-')
@@ -486,7 +491,7 @@ func (j *JSON) Event(e *event.Event) error {
 	b = strconv.AppendUint(b, uint64(e.Dport), 10)
 	if j.opts.Names != nil {
 		b = append(b, `,"daddr_name":`...)
-		if name, ok := j.opts.Names.Lookup(e.Daddr); ok {
+		if name, ok := j.opts.Names.Lookup(e.NetnsIno, e.UID, e.Daddr); ok {
 			j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(name))
 			b = appendJSONString(b, j.scratch)
 		} else {

@@ -283,7 +283,7 @@ func TestTableContainerAndExtended(t *testing.T) {
 // fakeNames knows one destination.
 type fakeNames struct{}
 
-func (fakeNames) Lookup(a netip.Addr) (string, bool) {
+func (fakeNames) Lookup(_, _ uint32, a netip.Addr) (string, bool) {
 	if a == netip.MustParseAddr("93.184.216.34") {
 		return "example.test\x1b", true
 	}
@@ -424,4 +424,44 @@ func TestProcessCacheByPointer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestHeaderTitlesAligned: in every combination of columns, each title
+// stands apart and starts where its column starts in a row (-x -d once
+// printed DPORTDNAME, -r -d RESULTDNAME).
+func TestHeaderTitlesAligned(t *testing.T) {
+	for mask := range 1 << 6 {
+		o := Options{
+			Timestamp: mask&1 != 0, PrintUID: mask&2 != 0, Results: mask&4 != 0,
+			Extended: mask&8 != 0, Container: mask&16 != 0, Cgroups: fakeCgroups{},
+		}
+		if mask&32 != 0 {
+			o.Names = fakeNames{}
+		}
+		e := sampleEvent()
+		e.Result = event.ResultEstablished
+		out := render(t, NewTable(nil, o), e)
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		titles, fields := fieldStarts(lines[0]), fieldStarts(lines[1])
+		if len(titles) != len(fields) {
+			t.Errorf("options %+v: %d titles, %d fields:\n%s", o, len(titles), len(fields), out)
+			continue
+		}
+		for i := range titles {
+			if titles[i] != fields[i] {
+				t.Errorf("options %+v: title %d at column %d, its field at %d:\n%s", o, i, titles[i], fields[i], out)
+			}
+		}
+	}
+}
+
+// fieldStarts returns where each space-separated field of line starts.
+func fieldStarts(line string) []int {
+	var at []int
+	for i := range line {
+		if line[i] != ' ' && (i == 0 || line[i-1] == ' ') {
+			at = append(at, i)
+		}
+	}
+	return at
 }

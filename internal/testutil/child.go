@@ -182,6 +182,10 @@ var (
 	copyErr  error
 )
 
+// WorldExecutable returns a copy of the test binary that another user
+// can run (the test's own children: see RunChildIfRequested).
+func WorldExecutable(t testing.TB) string { return worldExecutable(t) }
+
 // worldExecutable returns a copy of the test binary that another user
 // can run: go test builds it in a folder only root may enter.
 func worldExecutable(t testing.TB) string {

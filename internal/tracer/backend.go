@@ -21,9 +21,9 @@ const (
 	BackendSockops Backend = "sockops"
 )
 
-// autoOrder lists the backends in the order auto tries them: the most
+// Backends lists the backends in the order auto tries them: the most
 // direct hook first.
-var autoOrder = []Backend{BackendFentry, BackendKprobe, BackendSockops}
+var Backends = []Backend{BackendFentry, BackendKprobe, BackendSockops}
 
 // ParseBackend checks a --backend value.
 func ParseBackend(s string) (Backend, error) {
@@ -31,7 +31,7 @@ func ParseBackend(s string) (Backend, error) {
 	if b == BackendAuto {
 		return b, nil
 	}
-	for _, known := range autoOrder {
+	for _, known := range Backends {
 		if b == known {
 			return b, nil
 		}
@@ -230,25 +230,43 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, s
 	return l.attachShared(l.shared)
 }
 
-// attachDNS loads the DNS program on the ring buffer and stats of l and
-// attaches it at the cgroup v2 root: it serves every backend.
+// attachDNS loads the DNS programs on the ring buffer and stats of l and
+// attaches them at the cgroup v2 root: they serve every backend. The
+// socket hook goes first, so that every socket the packet hooks see
+// after it has its owner recorded.
 func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 	if cgroupPath == "" {
 		return errors.New("-d needs a cgroup v2 hierarchy, and none is mounted")
 	}
 	var o struct {
-		DNS *ebpf.Program `ebpf:"tcpconnect_dns"`
+		Sock   *ebpf.Program `ebpf:"tcpconnect_dns_sock"`
+		Query  *ebpf.Program `ebpf:"tcpconnect_dns_query"`
+		Answer *ebpf.Program `ebpf:"tcpconnect_dns"`
+		Owners *ebpf.Map     `ebpf:"sock_owners"`
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		tcpconnectMapEvents: l.shared.Events,
 		tcpconnectMapStats:  l.shared.Stats,
 	}}
 	if err := spec.LoadAndAssign(&o, opts); err != nil {
-		return fmt.Errorf("loading the DNS program: %w", err)
+		return fmt.Errorf("loading the DNS programs: %w", err)
 	}
-	l.closers = append(l.closers, o.DNS)
-	lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: ebpf.AttachCGroupInetIngress, Program: o.DNS})
-	return l.attach("cgroup_skb/ingress on "+cgroupPath, lk, err)
+	l.closers = append(l.closers, o.Sock, o.Query, o.Answer, o.Owners)
+	for _, a := range []struct {
+		name string
+		prog *ebpf.Program
+		typ  ebpf.AttachType
+	}{
+		{"cgroup/sock_create", o.Sock, ebpf.AttachCGroupInetSockCreate},
+		{"cgroup_skb/egress", o.Query, ebpf.AttachCGroupInetEgress},
+		{"cgroup_skb/ingress", o.Answer, ebpf.AttachCGroupInetIngress},
+	} {
+		lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: a.typ, Program: a.prog})
+		if err := l.attach(a.name+" on "+cgroupPath, lk, err); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (l *loaded) closeShared() {

@@ -145,13 +145,44 @@ func resultOf(outcome tcpconnectOutcome, errno unix.Errno) event.Result {
 	return event.ResultUnknown
 }
 
-// dnsMessage returns the DNS message in a DNS record (RECORD_DNS) and
-// whether it came over TCP.
-func dnsMessage(raw []byte) ([]byte, bool, error) {
+// DNSMessage is a DNS message that a socket of the host sent to port 53
+// (a query) or received from port 53 (an answer), with who owns the
+// socket. Msg is reused after the Config.DNS call that receives it.
+type DNSMessage struct {
+	// Socket is the socket's cookie: unique while the host runs.
+	Socket uint64
+	// Netns and UID are the network namespace (inode) and the user of the
+	// task that created the socket.
+	Netns, UID uint32
+	// Server is a query's destination or an answer's source.
+	Server netip.AddrPort
+	Query  bool
+	// TCP says Msg starts with TCP DNS's two-byte length.
+	TCP bool
+	Msg []byte
+}
+
+// decodeDNS fills m from a DNS record (RECORD_DNS). A short record or one
+// with an unknown family gives false.
+func decodeDNS(raw []byte, m *DNSMessage) bool {
 	if len(raw) < int(unsafe.Sizeof(tcpconnectDnsRecord{})) {
-		return nil, false, fmt.Errorf("short DNS record: %d bytes, want %d", len(raw), unsafe.Sizeof(tcpconnectDnsRecord{}))
+		return false
 	}
 	r := (*tcpconnectDnsRecord)(unsafe.Pointer(unsafe.SliceData(raw)))
+	switch r.Family {
+	case afInet:
+		m.Server = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r.Addr[:4])), r.Port)
+	case afInet6:
+		m.Server = netip.AddrPortFrom(netip.AddrFrom16(r.Addr).Unmap(), r.Port)
+	default:
+		return false
+	}
+	m.Socket = r.SockCookie
+	m.Netns = r.NetnsIno
+	m.UID = r.Uid
+	m.TCP = r.Tcp != 0
+	m.Query = r.Query != 0
 	n := min(int(r.Len), len(r.Msg))
-	return r.Msg[:n], r.Tcp != 0, nil
+	m.Msg = r.Msg[:n]
+	return true
 }

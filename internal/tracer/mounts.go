@@ -62,7 +62,15 @@ func inPrivateMounts(logf func(string, ...any), cgroupPath string, attach func(c
 				// Without CAP_SYS_ADMIN: use what the host mounts.
 				return attach(cgroupPath)
 			}
-			return fmt.Errorf("making a private mount namespace: %w", err)
+			// Say what is missing, not only the syscall that failed.
+			var missing []string
+			if !tracefsMounted() {
+				missing = append(missing, "tracefs (mount it at "+tracefsDir+")")
+			}
+			if cgroupPath == "" {
+				missing = append(missing, "the cgroup v2 hierarchy")
+			}
+			return fmt.Errorf("making a private mount namespace to mount %s: %w (needs CAP_SYS_ADMIN, or mount them on the host)", strings.Join(missing, " and "), err)
 		}
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fmt.Errorf("making mounts private: %w", err)

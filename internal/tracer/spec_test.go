@@ -171,18 +171,20 @@ func TestDecode(t *testing.T) {
 // TestDNSRecord: a DNS record's message is bounded by its buffer, whatever
 // its length field says.
 func TestDNSRecord(t *testing.T) {
-	r := &tcpconnectDnsRecord{Kind: uint8(recordDNS), Tcp: 1, Len: 3}
+	r := &tcpconnectDnsRecord{Kind: uint8(recordDNS), Tcp: 1, Query: 1, Len: 3, Family: afInet, Port: 53, SockCookie: 7, NetnsIno: 9, Uid: 11}
+	copy(r.Addr[:], []byte{127, 0, 0, 53})
 	copy(r.Msg[:], "abc")
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(r)), unsafe.Sizeof(*r))
-	msg, tcp, err := dnsMessage(raw)
-	if err != nil || string(msg) != "abc" || !tcp {
-		t.Errorf("got %q %v %v", msg, tcp, err)
+	var m DNSMessage
+	if !decodeDNS(raw, &m) || string(m.Msg) != "abc" || !m.TCP || !m.Query || m.Socket != 7 || m.Netns != 9 || m.UID != 11 ||
+		m.Server != netip.MustParseAddrPort("127.0.0.53:53") {
+		t.Errorf("got %+v", m)
 	}
 	r.Len = 1 << 20
-	if msg, _, err := dnsMessage(raw); err != nil || len(msg) != len(r.Msg) {
-		t.Errorf("oversized length: %d bytes, %v", len(msg), err)
+	if !decodeDNS(raw, &m) || len(m.Msg) != len(r.Msg) {
+		t.Errorf("oversized length: %d bytes", len(m.Msg))
 	}
-	if _, _, err := dnsMessage(raw[:100]); err == nil {
+	if decodeDNS(raw[:100], &m) {
 		t.Error("short DNS record accepted")
 	}
 }
@@ -201,7 +203,14 @@ func BenchmarkDecode(b *testing.B) {
 
 // sourceFiles are the inputs of go generate, in the order of
 // bpf/sources.sha256.
-var sourceFiles = []string{"bpf/tcpconnect.bpf.c", "bpf/tcpconnect.h", "bpf/headers/vmlinux.h"}
+var sourceFiles = []string{"bpf/tcpconnect.bpf.c", "bpf/tcpconnect.h", "bpf/headers/vmlinux.h", "bpf/headers/vmlinux_x86.h", "bpf/headers/vmlinux_arm64.h"}
+
+// generatedFiles are bpf2go's outputs, one object and one Go file per
+// target of gen.go.
+var generatedFiles = []string{
+	"tcpconnect_x86_bpfel.o", "tcpconnect_x86_bpfel.go",
+	"tcpconnect_arm64_bpfel.o", "tcpconnect_arm64_bpfel.go",
+}
 
 // TestGeneratedUpToDate fails when the BPF sources changed without `go
 // generate`: first by the recorded hashes (no clang needed), then, where
@@ -256,13 +265,17 @@ func TestGeneratedUpToDate(t *testing.T) {
 	if out, err := gen.CombinedOutput(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	files := []string{"tcpconnect_x86_bpfel.go"}
-	if sameCompiler {
-		files = append(files, "tcpconnect_x86_bpfel.o")
-	} else {
+	files := []string{}
+	for _, f := range generatedFiles {
+		if strings.HasSuffix(f, ".o") && !sameCompiler {
+			compareObjects(t, filepath.Join(dir, f), f)
+			continue
+		}
+		files = append(files, f)
+	}
+	if !sameCompiler {
 		t.Logf("clang differs from the one that built the objects (%s): comparing programs, maps and variables, not instructions",
 			strings.TrimSpace(string(builtWith)))
-		compareObjects(t, filepath.Join(dir, "tcpconnect_x86_bpfel.o"), "tcpconnect_x86_bpfel.o")
 	}
 	for _, f := range files {
 		fresh, err := os.ReadFile(filepath.Join(dir, f))
@@ -344,4 +357,66 @@ func bpf2goArgs(t *testing.T) []string {
 	}
 	t.Fatal("gen.go has no bpf2go line")
 	return nil
+}
+
+// TestObjectsAgree checks, on any host, that the committed object of
+// every architecture has the same programs, maps, variables and record
+// layouts as this architecture's, so that a build for the other one is
+// the same tool (the arm64 guest of tools/kernels runs it for real).
+func TestObjectsAgree(t *testing.T) {
+	host, err := loadTcpconnect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []string{"tcpconnect_x86_bpfel.o", "tcpconnect_arm64_bpfel.o"} {
+		spec, err := ebpf.LoadCollectionSpec(obj)
+		if err != nil {
+			t.Fatalf("%s: %v", obj, err)
+		}
+		for name, p := range host.Programs {
+			q, ok := spec.Programs[name]
+			if !ok {
+				t.Errorf("%s lacks program %s", obj, name)
+				continue
+			}
+			if q.Type != p.Type || q.AttachType != p.AttachType || q.SectionName != p.SectionName {
+				t.Errorf("%s: program %s is %v/%v in %s, here %v/%v in %s", obj, name, q.Type, q.AttachType, q.SectionName, p.Type, p.AttachType, p.SectionName)
+			}
+		}
+		if len(spec.Programs) != len(host.Programs) {
+			t.Errorf("%s has %d programs, this architecture's %d", obj, len(spec.Programs), len(host.Programs))
+		}
+		for name, m := range host.Maps {
+			n, ok := spec.Maps[name]
+			if !ok {
+				t.Errorf("%s lacks map %s", obj, name)
+			} else if n.Type != m.Type || n.KeySize != m.KeySize || n.ValueSize != m.ValueSize || n.MaxEntries != m.MaxEntries {
+				t.Errorf("%s: map %s differs: %+v, here %+v", obj, name, n, m)
+			}
+		}
+		for name := range host.Variables {
+			if _, ok := spec.Variables[name]; !ok {
+				t.Errorf("%s lacks variable %s", obj, name)
+			}
+		}
+		for _, typ := range []string{"event", "dns_record", "count_key", "outcome_key"} {
+			var a, b *btf.Struct
+			if err := host.Types.TypeByName(typ, &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := spec.Types.TypeByName(typ, &b); err != nil {
+				t.Errorf("%s: %v", obj, err)
+				continue
+			}
+			if a.Size != b.Size || len(a.Members) != len(b.Members) {
+				t.Errorf("%s: struct %s is %d bytes with %d members, here %d with %d", obj, typ, b.Size, len(b.Members), a.Size, len(a.Members))
+				continue
+			}
+			for i := range a.Members {
+				if a.Members[i].Name != b.Members[i].Name || a.Members[i].Offset != b.Members[i].Offset {
+					t.Errorf("%s: struct %s member %d is %s at %v, here %s at %v", obj, typ, i, b.Members[i].Name, b.Members[i].Offset, a.Members[i].Name, a.Members[i].Offset)
+				}
+			}
+		}
+	}
 }

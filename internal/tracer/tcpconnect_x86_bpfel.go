@@ -36,12 +36,20 @@ type tcpconnectCountKey struct {
 }
 
 type tcpconnectDnsRecord struct {
-	_    structs.HostLayout
-	Kind uint8
-	Tcp  uint8
-	Pad  uint16
-	Len  uint32
-	Msg  [1024]uint8
+	_          structs.HostLayout
+	Kind       uint8
+	Tcp        uint8
+	Query      uint8
+	Pad0       uint8
+	Len        uint32
+	SockCookie uint64
+	Addr       [16]uint8
+	NetnsIno   uint32
+	Uid        uint32
+	Port       uint16
+	Family     uint16
+	Pad1       uint32
+	Msg        [1024]uint8
 }
 
 type tcpconnectEvent struct {
@@ -141,6 +149,12 @@ const (
 	tcpconnectRecordKindRECORD_PROCESS tcpconnectRecordKind = 4
 )
 
+type tcpconnectSockOwner struct {
+	_        structs.HostLayout
+	NetnsIno uint32
+	Uid      uint32
+}
+
 type tcpconnectStatIndex uint32
 
 const (
@@ -170,12 +184,15 @@ const (
 	tcpconnectMapPorts                             = "ports"
 	tcpconnectMapProcScratch                       = "proc_scratch"
 	tcpconnectMapProcs                             = "procs"
+	tcpconnectMapSockOwners                        = "sock_owners"
 	tcpconnectMapStats                             = "stats"
 	tcpconnectProgTcpconnectConnect4               = "tcpconnect_connect4"
 	tcpconnectProgTcpconnectConnect6               = "tcpconnect_connect6"
 	tcpconnectProgTcpconnectConnectEnter           = "tcpconnect_connect_enter"
 	tcpconnectProgTcpconnectConnectExit            = "tcpconnect_connect_exit"
 	tcpconnectProgTcpconnectDns                    = "tcpconnect_dns"
+	tcpconnectProgTcpconnectDnsQuery               = "tcpconnect_dns_query"
+	tcpconnectProgTcpconnectDnsSock                = "tcpconnect_dns_sock"
 	tcpconnectProgTcpconnectExec                   = "tcpconnect_exec"
 	tcpconnectProgTcpconnectExit                   = "tcpconnect_exit"
 	tcpconnectProgTcpconnectFentryStreamConnect    = "tcpconnect_fentry_stream_connect"
@@ -270,6 +287,8 @@ type tcpconnectProgramSpecs struct {
 	TcpconnectConnectEnter           *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit            *ebpf.ProgramSpec `ebpf:"tcpconnect_connect_exit"`
 	TcpconnectDns                    *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
+	TcpconnectDnsQuery               *ebpf.ProgramSpec `ebpf:"tcpconnect_dns_query"`
+	TcpconnectDnsSock                *ebpf.ProgramSpec `ebpf:"tcpconnect_dns_sock"`
 	TcpconnectExec                   *ebpf.ProgramSpec `ebpf:"tcpconnect_exec"`
 	TcpconnectExit                   *ebpf.ProgramSpec `ebpf:"tcpconnect_exit"`
 	TcpconnectFentryStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
@@ -300,6 +319,7 @@ type tcpconnectMapSpecs struct {
 	Ports         *ebpf.MapSpec `ebpf:"ports"`
 	ProcScratch   *ebpf.MapSpec `ebpf:"proc_scratch"`
 	Procs         *ebpf.MapSpec `ebpf:"procs"`
+	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -376,6 +396,7 @@ type tcpconnectMaps struct {
 	Ports         *ebpf.Map `ebpf:"ports"`
 	ProcScratch   *ebpf.Map `ebpf:"proc_scratch"`
 	Procs         *ebpf.Map `ebpf:"procs"`
+	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 }
 
@@ -394,6 +415,7 @@ func (m *tcpconnectMaps) Close() error {
 		m.Ports,
 		m.ProcScratch,
 		m.Procs,
+		m.SockOwners,
 		m.Stats,
 	)
 }
@@ -447,6 +469,8 @@ type tcpconnectPrograms struct {
 	TcpconnectConnectEnter           *ebpf.Program `ebpf:"tcpconnect_connect_enter"`
 	TcpconnectConnectExit            *ebpf.Program `ebpf:"tcpconnect_connect_exit"`
 	TcpconnectDns                    *ebpf.Program `ebpf:"tcpconnect_dns"`
+	TcpconnectDnsQuery               *ebpf.Program `ebpf:"tcpconnect_dns_query"`
+	TcpconnectDnsSock                *ebpf.Program `ebpf:"tcpconnect_dns_sock"`
 	TcpconnectExec                   *ebpf.Program `ebpf:"tcpconnect_exec"`
 	TcpconnectExit                   *ebpf.Program `ebpf:"tcpconnect_exit"`
 	TcpconnectFentryStreamConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
@@ -467,6 +491,8 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectConnectEnter,
 		p.TcpconnectConnectExit,
 		p.TcpconnectDns,
+		p.TcpconnectDnsQuery,
+		p.TcpconnectDnsSock,
 		p.TcpconnectExec,
 		p.TcpconnectExit,
 		p.TcpconnectFentryStreamConnect,

@@ -90,11 +90,12 @@ type Config struct {
 	// kernel forces. 0: DefaultWakeupGap.
 	WakeupGap time.Duration
 
-	// DNS, if set, receives each DNS message that arrives at a socket of
-	// the host (-d), in order with the events: an answer is handed over
-	// before the connect that used it. tcp says msg starts with TCP
-	// DNS's two-byte length. msg is reused after the call.
-	DNS func(msg []byte, tcp bool)
+	// DNS, if set, receives each DNS query that a socket of the host
+	// sends and each answer that one receives (-d), in order with the
+	// events: an answer is handed over before the connect that used it.
+	// Only sockets created after Open are seen. The message is reused
+	// after the call.
+	DNS func(*DNSMessage)
 
 	// CgroupPath is where the sockops backend attaches; "": the cgroup
 	// v2 mount.
@@ -112,6 +113,10 @@ const (
 	// 5 ms, and an idle connect still shows at once.
 	DefaultWakeupGap = 10 * time.Millisecond
 )
+
+// maxPending bounds Config.MaxPending: the attempts map is allocated in
+// full when loaded.
+const maxPending = 1 << 20
 
 // Tracer is the loaded and attached BPF side.
 type Tracer struct {
@@ -173,7 +178,7 @@ func Open(cfg Config) (*Tracer, error) {
 
 	order := []Backend{cfg.Backend}
 	if cfg.Backend == BackendAuto {
-		order = autoOrder
+		order = Backends
 	}
 	var objs *loaded
 	var chosen Backend
@@ -208,7 +213,7 @@ func Open(cfg Config) (*Tracer, error) {
 				objs.Close()
 				return err
 			}
-			logf("DNS answers: cgroup_skb/ingress attached on %s", cgroupPath)
+			logf("DNS: cgroup/sock_create and cgroup_skb egress and ingress attached on %s", cgroupPath)
 		}
 		if cfg.Processes {
 			if err := objs.attachProcs(spec); err != nil {
@@ -272,6 +277,9 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		return fmt.Errorf("reading the BPF object: %w", err)
 	}
 	specs.Events.MaxEntries = uint32(cfg.BufferSize)
+	if cfg.MaxPending < 1 || cfg.MaxPending > maxPending {
+		return fmt.Errorf("max pending %d: want 1 to %d", cfg.MaxPending, maxPending)
+	}
 	specs.Attempts.MaxEntries = uint32(cfg.MaxPending)
 	if len(cfg.Ports) > int(specs.Ports.MaxEntries) {
 		return fmt.Errorf("at most %d ports can be filtered", specs.Ports.MaxEntries)
@@ -428,6 +436,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	var (
 		rec    ringbuf.Record
 		ev     event.Event
+		msg    DNSMessage
 		active bool // records seen since the last timeout
 	)
 	t.reader.SetDeadline(time.Now().Add(idlePoll))
@@ -447,12 +456,8 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 				continue
 			}
 			if recordKind(rec.RawSample[0]) == recordDNS {
-				msg, tcp, derr := dnsMessage(rec.RawSample)
-				if derr != nil {
-					return derr
-				}
-				if t.cfg.DNS != nil {
-					t.cfg.DNS(msg, tcp)
+				if t.cfg.DNS != nil && decodeDNS(rec.RawSample, &msg) {
+					t.cfg.DNS(&msg)
 				}
 				continue
 			}

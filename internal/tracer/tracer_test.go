@@ -144,7 +144,7 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
 		})
 		return
 	}
-	for _, b := range autoOrder {
+	for _, b := range Backends {
 		t.Run(string(b), func(t *testing.T) {
 			if err := probe(b); err != nil {
 				t.Skipf("SKIP: this kernel cannot attach backend %s at all: %v", b, err)
@@ -175,7 +175,7 @@ func autoChoice(t *testing.T) Backend {
 func TestAutoPrefersFirstWorking(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	var want Backend
-	for _, b := range autoOrder {
+	for _, b := range Backends {
 		if probe(b) == nil {
 			want = b
 			break

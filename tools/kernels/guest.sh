@@ -29,9 +29,11 @@ export TCPCONNECT_REQUIRE_PRIVILEGED=1 TCPCONNECT_TEST_BINARY=/tcpconnect
 # under TCG emulation; the host suite checks them to the millisecond.
 export TCPCONNECT_TEST_TIMING_SLACK=${KERNELS_TIMING_SLACK:-150ms}
 
-# TestGeneratedUpToDate rebuilds the BPF objects with clang and go: a
-# property of the source tree, checked by the host suite.
-skip='^TestGeneratedUpToDate$'
+# Properties of the source tree, checked by the host suite, which has the
+# tools they need: TestGeneratedUpToDate rebuilds the BPF objects with
+# clang and go; TestManPage and TestCompletions run man, groff, mandoc and
+# the shells on the generated documentation.
+skip='^(TestGeneratedUpToDate|TestManPage|TestCompletions)$'
 [ -n "${KERNELS_SKIP:-}" ] && skip="$skip|$KERNELS_SKIP"
 run=${KERNELS_RUN:-.}
 

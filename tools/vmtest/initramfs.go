@@ -52,14 +52,17 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // guestSpec is everything that goes into one run's initramfs.
 type guestSpec struct {
-	release string   // kernel release (uname -r)
-	config  string   // host path of the kernel's config
-	busybox string   // host path of a static busybox
-	modules []string // host paths of uncompressed modules, in load order
-	files   []guestFile
-	hostBin []string // host programs to copy with their shared libraries
-	env     []string // KEY=VALUE, exported before the command runs
-	cmd     []string
+	release string // kernel release (uname -r)
+	config  string // host path of the kernel's config
+	busybox string // host path of a static busybox for the guest
+	// host path of a busybox that runs here, to list the applets (the
+	// same as busybox unless the guest's architecture is another)
+	busyboxList string
+	modules     []string // host paths of uncompressed modules, in load order
+	files       []guestFile
+	hostBin     []string // host programs to copy with their shared libraries
+	env         []string // KEY=VALUE, exported before the command runs
+	cmd         []string
 }
 
 // buildArchive lays out the initramfs.
@@ -85,7 +88,11 @@ func buildArchive(g guestSpec) (*archive, error) {
 	if err := a.File("bin/busybox", 0o755, g.busybox); err != nil {
 		return nil, err
 	}
-	applets, err := busyboxApplets(g.busybox)
+	list := g.busyboxList
+	if list == "" {
+		list = g.busybox
+	}
+	applets, err := busyboxApplets(list)
 	if err != nil {
 		return nil, err
 	}

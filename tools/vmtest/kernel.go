@@ -23,6 +23,16 @@ import (
 type kernelSpec struct {
 	pkg     string // Debian binary package
 	version string // its exact Debian version
+	arch    string // Debian architecture: amd64 or arm64
+}
+
+// qemu returns the QEMU system emulator for the kernel's architecture
+// and the Debian package that has it.
+func (k kernelSpec) qemu() (bin, pkg string) {
+	if k.arch == "arm64" {
+		return "qemu-system-aarch64", "qemu-system-arm"
+	}
+	return "qemu-system-x86_64", "qemu-system-x86"
 }
 
 // release is the kernel's `uname -r`, which names /lib/modules/<release>
@@ -30,8 +40,11 @@ type kernelSpec struct {
 func (k kernelSpec) release() string { return strings.TrimPrefix(k.pkg, "linux-image-") }
 
 var kernels = map[string]kernelSpec{
-	"6.1":  {pkg: "linux-image-6.1.0-57-amd64", version: "6.1.192-3"},
-	"6.12": {pkg: "linux-image-6.12.117+deb12-amd64", version: "6.12.117-1~deb12u1"},
+	"6.1":  {pkg: "linux-image-6.1.0-57-amd64", version: "6.1.192-3", arch: "amd64"},
+	"6.12": {pkg: "linux-image-6.12.117+deb12-amd64", version: "6.12.117-1~deb12u1", arch: "amd64"},
+	// Booted by qemu-system-aarch64 under TCG; the guest command and
+	// every -file binary must be built for arm64 (GOARCH=arm64).
+	"6.12-arm64": {pkg: "linux-image-6.12.117+deb12-arm64", version: "6.12.117-1~deb12u1", arch: "arm64"},
 }
 
 func kernelNames() []string {
@@ -84,7 +97,14 @@ func prepareKernel(spec kernelSpec, cacheDir string, logf func(string, ...any)) 
 	} else if err != nil {
 		return nil, fmt.Errorf("check cache: %w", err)
 	}
-	if _, err := os.Stat(k.vmlinux); errors.Is(err, os.ErrNotExist) {
+	if spec.arch == "arm64" {
+		// Debian's arm64 vmlinuz is the uncompressed Image, which QEMU
+		// boots as it is.
+		k.vmlinux = filepath.Join(k.root, "boot", "vmlinuz-"+spec.release())
+		if err := checkArm64Image(k.vmlinux); err != nil {
+			return nil, err
+		}
+	} else if _, err := os.Stat(k.vmlinux); errors.Is(err, os.ErrNotExist) {
 		logf("extracting vmlinux from %s", spec.pkg)
 		bz, err := os.ReadFile(filepath.Join(k.root, "boot", "vmlinuz-"+spec.release()))
 		if err != nil {
@@ -133,7 +153,7 @@ func downloadAndUnpack(spec kernelSpec, base string, logf func(string, ...any)) 
 			return fmt.Errorf("%w (is %s still in Debian's archive? `apt-cache madison %s`; update the pin in tools/vmtest/kernel.go)", err, spec.version, spec.pkg)
 		}
 	}
-	debs, err := filepath.Glob(filepath.Join(tmp, spec.pkg+"_*.deb"))
+	debs, err := filepath.Glob(filepath.Join(tmp, spec.pkg+"_*_"+spec.arch+".deb"))
 	if err != nil || len(debs) != 1 {
 		return fmt.Errorf("apt-get download left %d packages named %s_*.deb in %s", len(debs), spec.pkg, tmp)
 	}
@@ -151,18 +171,44 @@ func downloadAndUnpack(spec kernelSpec, base string, logf func(string, ...any)) 
 	return nil
 }
 
+// checkArm64Image checks the arm64 Image header's magic, "ARM\x64" at
+// offset 0x38 (Documentation/arch/arm64/booting.rst).
+func checkArm64Image(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("read arm64 kernel: %w", err)
+	}
+	defer f.Close()
+	hdr := make([]byte, 0x40)
+	if _, err := io.ReadFull(f, hdr); err != nil || string(hdr[0x38:0x3c]) != "ARM\x64" {
+		return fmt.Errorf("%s is not an uncompressed arm64 Image", p)
+	}
+	return nil
+}
+
 func aptDownload(spec kernelSpec, dir string) error {
+	return aptGet(dir, spec.pkg+":"+spec.arch+"="+spec.version)
+}
+
+// aptGet downloads a package (NAME:ARCH=VERSION or NAME:ARCH) into dir.
+// A foreign architecture must have been added first (dpkg
+// --add-architecture arm64 && apt-get update).
+func aptGet(dir, what string) error {
 	args := []string{"download", "-q"}
 	if os.Geteuid() == 0 {
 		// As root, apt drops to the _apt user, which cannot write to an
 		// arbitrary folder; it warns and goes on. Avoid the noise.
 		args = append(args, "-o", "APT::Sandbox::User=root")
 	}
-	cmd := exec.Command("apt-get", append(args, spec.pkg+"="+spec.version)...)
+	cmd := exec.Command("apt-get", append(args, what)...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("apt-get download %s=%s: %w: %s", spec.pkg, spec.version, err, bytes.TrimSpace(out))
+		hint := ""
+		if _, arch, _ := strings.Cut(what, ":"); arch != "" && !strings.HasPrefix(arch, hostArch()) {
+			hint = " (for another architecture: dpkg --add-architecture ARCH && apt-get update)"
+		}
+		return fmt.Errorf("apt-get download %s: %w: %s%s", what, err, bytes.TrimSpace(out), hint)
 	}
 	return nil
 }

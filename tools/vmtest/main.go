@@ -85,12 +85,12 @@ func run() int {
 
 	// Check the host tools before any download, so a missing package is
 	// the first and only thing the user hears about.
-	qemu, err := exec.LookPath("qemu-system-x86_64")
+	qemuBin, qemuPkg := spec.qemu()
+	qemu, err := exec.LookPath(qemuBin)
 	if err != nil {
-		return fail(errors.New("qemu-system-x86_64 not found: install package qemu-system-x86 (apt-get install qemu-system-x86)"))
+		return fail(fmt.Errorf("%s not found: install package %s (apt-get install %s)", qemuBin, qemuPkg, qemuPkg))
 	}
-	busybox, err := findBusybox()
-	if err != nil {
+	if _, err := findBusybox(); err != nil {
 		return fail(err)
 	}
 
@@ -108,6 +108,9 @@ func run() int {
 	}
 
 	for _, b := range hostBins {
+		if spec.arch != hostArch() {
+			return fail(fmt.Errorf("-hostbin %s: the host's programs cannot run in a %s guest", b, spec.arch))
+		}
 		if _, err := exec.LookPath(b); err != nil {
 			return fail(fmt.Errorf("-hostbin: %w", err))
 		}
@@ -122,6 +125,10 @@ func run() int {
 	}
 
 	start := time.Now()
+	busybox, busyboxList, err := guestBusybox(spec.arch, *cacheDir, logf)
+	if err != nil {
+		return fail(err)
+	}
 	k, err := prepareKernel(spec, *cacheDir, logf)
 	if err != nil {
 		return fail(err)
@@ -142,14 +149,15 @@ func run() int {
 	logf("modules, in load order: %s", strings.Join(names, " "))
 
 	arch, err := buildArchive(guestSpec{
-		release: spec.release(),
-		config:  k.config,
-		busybox: busybox,
-		modules: mods,
-		files:   guestFiles,
-		hostBin: hostBins,
-		env:     env,
-		cmd:     flag.Args(),
+		release:     spec.release(),
+		config:      k.config,
+		busybox:     busybox,
+		busyboxList: busyboxList,
+		modules:     mods,
+		files:       guestFiles,
+		hostBin:     hostBins,
+		env:         env,
+		cmd:         flag.Args(),
 	})
 	if err != nil {
 		return fail(fmt.Errorf("build initramfs: %w", err))
@@ -168,7 +176,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	boot := time.Now()
-	code, err := runQEMU(ctx, qemu, qemuArgs(k.vmlinux, initrd, *verbose), *timeout, *verbose, os.Stdout)
+	code, err := runQEMU(ctx, qemu, qemuArgs(spec.arch, k.vmlinux, initrd, *verbose), *timeout, *verbose, os.Stdout)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmtest: %s: %v\n", *kernelName, err)
 		if errors.Is(err, errTimeout) {

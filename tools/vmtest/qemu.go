@@ -30,19 +30,29 @@ import (
 // syscall_exit_to_user_mode_prepare and "Kernel panic - not syncing".
 // Seen within a few seconds of attach/detach loops on 6.12; never in 120
 // loops with thread=single. It also leaves a host core to others.
-func qemuArgs(vmlinux, initrd string, verbose bool) []string {
-	cmdline := "console=ttyS0 panic=-1"
+//
+// arm64: the "virt" machine, whose serial port is a PL011 (ttyAMA0); the
+// kernel is Debian's uncompressed Image, and poweroff goes through PSCI.
+// thread=single there too: the same text patching happens on arm64.
+func qemuArgs(arch, vmlinux, initrd string, verbose bool) []string {
+	console := "ttyS0"
+	var machine []string
+	if arch == "arm64" {
+		console = "ttyAMA0"
+		machine = []string{"-M", "virt"}
+	}
+	cmdline := "console=" + console + " panic=-1"
 	if !verbose {
 		cmdline += " quiet"
 	}
-	return []string{
+	return append(machine,
 		"-no-reboot", "-nographic", "-nic", "none",
 		"-m", "1G", "-smp", "2",
 		"-accel", "tcg,thread=single", "-cpu", "max",
 		"-kernel", vmlinux,
 		"-initrd", initrd,
 		"-append", cmdline,
-	}
+	)
 }
 
 // parseMarker reports the exit status if line is the guest's exit marker.

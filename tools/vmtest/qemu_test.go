@@ -96,13 +96,22 @@ func TestConsoleNoStart(t *testing.T) {
 }
 
 func TestQEMUArgs(t *testing.T) {
-	args := strings.Join(qemuArgs("/k/vmlinux", "/t/initrd", false), " ")
+	args := strings.Join(qemuArgs("amd64", "/k/vmlinux", "/t/initrd", false), " ")
 	for _, want := range []string{"-no-reboot", "-nographic", "-m 1G", "-smp 2", "-accel tcg,thread=single", "-cpu max", "-kernel /k/vmlinux", "-initrd /t/initrd", "console=ttyS0 panic=-1 quiet"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("qemu args %q lack %q", args, want)
 		}
 	}
-	if strings.Contains(strings.Join(qemuArgs("k", "i", true), " "), "quiet") {
+	if strings.Contains(strings.Join(qemuArgs("amd64", "k", "i", true), " "), "quiet") {
 		t.Error("verbose run has quiet on the kernel command line")
+	}
+	if strings.Contains(args, "-M virt") {
+		t.Error("amd64 guest on the arm virt machine")
+	}
+	arm := strings.Join(qemuArgs("arm64", "/k/Image", "/t/initrd", false), " ")
+	for _, want := range []string{"-M virt", "-accel tcg,thread=single", "-cpu max", "-kernel /k/Image", "console=ttyAMA0 panic=-1 quiet"} {
+		if !strings.Contains(arm, want) {
+			t.Errorf("arm64 qemu args %q lack %q", arm, want)
+		}
 	}
 }

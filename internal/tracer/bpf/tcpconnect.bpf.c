@@ -983,18 +983,57 @@ int BPF_KPROBE(tcpconnect_kprobe_tcp_connect, struct sock *sk)
 	return 0;
 }
 
-/* ---- -d: DNS answers, on every backend ---- */
+/* ---- -d: DNS queries and answers, on every backend ---- */
 
-/* cgroup_skb/ingress on the cgroup v2 root sees every packet delivered to
- * a socket of the host, in any network namespace, before the application
- * reads it; no kprobe on receive internals (what broke bcc's -d). The
- * packet starts at its IP header here. Answers go on the ring buffer
- * without a wakeup: the connect that follows wakes the reader. */
-SEC("cgroup_skb/ingress")
-int tcpconnect_dns(struct __sk_buff *skb)
+/* Who created each socket (struct sock_owner). Inserted by
+ * tcpconnect_dns_sock when an inet socket is created; the kernel frees
+ * the entry with its socket. Sockets made before we attached have none,
+ * and their DNS traffic is ignored: a name is only believed when we saw
+ * who asked for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_owner);
+} sock_owners SEC(".maps");
+
+/* cgroup/sock_create on the cgroup v2 root runs in the creating task for
+ * every socket of the host: a socket lives in the network namespace of
+ * the task that creates it (sock_create uses current->nsproxy->net_ns). */
+SEC("cgroup/sock_create")
+int tcpconnect_dns_sock(struct bpf_sock *sk)
+{
+	struct task_struct *task;
+	struct sock_owner *o;
+
+	if (sk->family != AF_INET && sk->family != AF_INET6)
+		return 1;
+	if (sk->protocol != IPPROTO_UDP && sk->protocol != IPPROTO_TCP)
+		return 1;
+	o = bpf_sk_storage_get(&sock_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o)
+		return 1;
+	task = bpf_get_current_task_btf();
+	o->netns_ino = task->nsproxy->net_ns->ns.inum;
+	o->uid = (__u32)bpf_get_current_uid_gid();
+	return 1;
+}
+
+/* dns_packet sends a DNS message of skb to user space: a query (to port
+ * 53) when query is set, else an answer (from port 53). cgroup_skb sees
+ * every packet that a socket of the host sends or receives, in any
+ * network namespace, with the packet starting at its IP header; no
+ * kprobe on receive internals (what broke bcc's -d). Messages go on the
+ * ring buffer without a wakeup: the connect that follows wakes the
+ * reader. Always lets the packet through. */
+static __always_inline int dns_packet(struct __sk_buff *skb, bool query)
 {
 	struct dns_record *rec;
+	struct sock_owner *owner;
+	struct bpf_sock *sk;
+	__u8 addr[16] = {};
 	__u32 off, len;
+	__u16 family;
 	__u8 proto;
 	bool tcp = false;
 
@@ -1004,9 +1043,11 @@ int tcpconnect_dns(struct __sk_buff *skb)
 		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
 			return 1;
 		if (ip.frag_off & bpf_htons(0x3fff))
-			return 1; /* a fragment: not a whole answer */
+			return 1; /* a fragment: not a whole message */
 		proto = ip.protocol;
 		off = ip.ihl * 4;
+		family = AF_INET;
+		__builtin_memcpy(addr, query ? &ip.daddr : &ip.saddr, 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 
@@ -1014,6 +1055,8 @@ int tcpconnect_dns(struct __sk_buff *skb)
 			return 1;
 		proto = ip6.nexthdr; /* extension headers: not followed */
 		off = sizeof(ip6);
+		family = AF_INET6;
+		__builtin_memcpy(addr, query ? &ip6.daddr : &ip6.saddr, 16);
 	} else {
 		return 1;
 	}
@@ -1021,13 +1064,17 @@ int tcpconnect_dns(struct __sk_buff *skb)
 	if (proto == IPPROTO_UDP) {
 		struct udphdr uh;
 
-		if (bpf_skb_load_bytes(skb, off, &uh, sizeof(uh)) || uh.source != bpf_htons(53))
+		if (bpf_skb_load_bytes(skb, off, &uh, sizeof(uh)))
+			return 1;
+		if ((query ? uh.dest : uh.source) != bpf_htons(53))
 			return 1;
 		off += sizeof(uh);
 	} else if (proto == IPPROTO_TCP) {
 		struct tcphdr th;
 
-		if (bpf_skb_load_bytes(skb, off, &th, sizeof(th)) || th.source != bpf_htons(53))
+		if (bpf_skb_load_bytes(skb, off, &th, sizeof(th)))
+			return 1;
+		if ((query ? th.dest : th.source) != bpf_htons(53))
 			return 1;
 		off += th.doff * 4;
 		tcp = true;
@@ -1047,14 +1094,33 @@ int tcpconnect_dns(struct __sk_buff *skb)
 	if (len < 12) /* shorter than a DNS header (or a bare ACK) */
 		return 1;
 
+	/* The socket that sent or receives the packet, and who made it. */
+	sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	owner = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
+	if (!owner)
+		return 1;
+
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (!rec) {
 		stat_inc(STAT_LOST_DNS);
 		return 1;
 	}
 	rec->kind = RECORD_DNS;
-	rec->_pad = 0;
+	rec->_pad0 = 0;
+	rec->_pad1 = 0;
+	rec->sock_cookie = bpf_get_socket_cookie(skb);
+	__builtin_memcpy(rec->addr, addr, sizeof(rec->addr));
+	rec->netns_ino = owner->netns_ino;
+	rec->uid = owner->uid;
+	rec->port = 53;
+	rec->family = family;
 	rec->tcp = tcp;
+	rec->query = query;
 	rec->len = len;
 	if (bpf_skb_load_bytes(skb, off, rec->msg, len)) {
 		bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
@@ -1062,6 +1128,18 @@ int tcpconnect_dns(struct __sk_buff *skb)
 	}
 	bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
 	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int tcpconnect_dns_query(struct __sk_buff *skb)
+{
+	return dns_packet(skb, true);
+}
+
+SEC("cgroup_skb/ingress")
+int tcpconnect_dns(struct __sk_buff *skb)
+{
+	return dns_packet(skb, false);
 }
 
 /* ---- The process: exec, fork and exit, on every backend ---- */

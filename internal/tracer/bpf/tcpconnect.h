@@ -69,17 +69,36 @@ struct event {
 	__u64 exec_id;
 };
 
-/* -d: a DNS message that arrived at a socket of the host (UDP or TCP from
- * port 53). It shares the ring buffer with struct event, so that an
- * answer is always read before the connect that follows it. */
+/* -d: a DNS message that a socket of the host sent to port 53 (a query)
+ * or received from port 53 (an answer), over UDP or TCP. It shares the
+ * ring buffer with struct event, so that an answer is always read before
+ * the connect that follows it. User space believes an answer only when it
+ * answers a query that the same socket sent to the same server, and
+ * names only connects from the socket's network namespace and user. */
 #define DNS_MAX 1024
 
 struct dns_record {
-	__u8 kind;   /* RECORD_DNS */
-	__u8 tcp;    /* msg starts with TCP DNS's two-byte length */
-	__u16 _pad;
-	__u32 len;   /* bytes of msg that are valid */
+	__u8 kind;         /* RECORD_DNS */
+	__u8 tcp;          /* msg starts with TCP DNS's two-byte length */
+	__u8 query;        /* 1: a query leaving; 0: an answer arriving */
+	__u8 _pad0;
+	__u32 len;         /* bytes of msg that are valid */
+	__u64 sock_cookie; /* bpf_get_socket_cookie: which socket */
+	__u8 addr[16];     /* the server: a query's destination, an answer's source */
+	__u32 netns_ino;   /* the socket's network namespace, at its creation */
+	__u32 uid;         /* who created the socket */
+	__u16 port;        /* the server's port */
+	__u16 family;      /* AF_INET or AF_INET6 */
+	__u32 _pad1;
 	__u8 msg[DNS_MAX];
+};
+
+/* -d: who made a socket, remembered in its local storage when it is
+ * created (cgroup/sock_create), because the packets of a socket are not
+ * always sent or received in its owner's context. */
+struct sock_owner {
+	__u32 netns_ino;
+	__u32 uid;
 };
 
 /* Key of the in-kernel counts of -c. */
@@ -125,7 +144,8 @@ enum stat_index {
 	STAT_LOST_COUNTS = 2,
 	/* Wakeups of the reader that the programs forced. */
 	STAT_WAKEUPS = 3,
-	/* A DNS answer could not be reserved on the full ring buffer (-d). */
+	/* A DNS query or answer could not be reserved on the full ring
+	 * buffer (-d): a name may be missing. */
 	STAT_LOST_DNS = 4,
 	/* A process could not be remembered (procs map full) or its record
 	 * could not be reserved on the full ring buffer. */
