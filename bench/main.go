@@ -56,6 +56,7 @@ type options struct {
 	from        string
 	tool        string
 	variants    map[string]string // name -> binary, measured as extra table configs
+	execN       int               // /bin/true runs of the exec load (0: skip)
 	// bystanderDur is how long getppid() is timed per sample (the round
 	// trips run twice as long); 0 skips the bystander rows.
 	bystanderDur time.Duration
@@ -80,6 +81,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.outDir, "out", "bench/out", "output directory")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: short runs, one round, 1 and 4 connectors, few idle samples, no Go benchmarks")
 	fs.StringVar(&o.perfDir, "perf", "", "record `perf record -g` of the tracer during each traced run into this directory")
+	fs.IntVar(&o.execN, "exec", 10000, "execs of /bin/true in the exec-load loop, untraced and traced (0: skip)")
 	var variants string
 	fs.StringVar(&variants, "variant", "", "also measure other tcpconnect binaries in table mode, interleaved with the rest: NAME=PATH[,NAME=PATH…] (configs table:NAME)")
 	fs.StringVar(&o.tool, "tool", "", "use this tcpconnect binary instead of building one (for trying a change)")
@@ -111,6 +113,9 @@ func parseOptions(args []string) (*options, error) {
 		}
 		if !set["wait-idle"] {
 			o.waitIdle = 0
+		}
+		if !set["exec"] {
+			o.execN = 1000
 		}
 		if !set["bystander"] {
 			o.bystanderDur = 200 * time.Millisecond
@@ -307,6 +312,14 @@ func run(ctx context.Context, o *options) error {
 				return err
 			}
 			res.Idle = append(res.Idle, idle)
+		}
+	}
+	if o.execN > 0 {
+		if err := b.waitForIdle(ctx, res); err != nil {
+			return err
+		}
+		if res.Exec, err = b.execLoad(ctx); err != nil {
+			return err
 		}
 	}
 	if o.goBench {

@@ -55,6 +55,7 @@ type Results struct {
 	// Bystanders: what the tracers cost processes that never connect.
 	Bystanders    []BystanderRow `json:"bystanders,omitempty"`
 	BystanderRuns []BystanderRun `json:"bystander_runs,omitempty"`
+	Exec          []ExecResult   `json:"exec_load,omitempty"`
 	Targets       []TargetCheck  `json:"targets"`
 	GoBench       string         `json:"go_bench,omitempty"`
 	Runs          []runRecord    `json:"runs"`
@@ -370,6 +371,7 @@ func markdown(res *Results) string {
 		}
 		s.WriteString("\n")
 	}
+	s.WriteString(execMarkdown(res.Exec))
 	if len(res.Targets) > 0 {
 		s.WriteString("| target | wanted | met | measured |\n|---|---|---|---|\n")
 		for _, t := range res.Targets {

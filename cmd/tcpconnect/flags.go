@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,6 +36,7 @@ type options struct {
 	container       bool
 	containerPrefix string
 	extended        bool
+	wide            bool   // -W
 	cgroupPath      string // --cgroup, resolved in run
 	dns             bool   // -d
 	dnsCacheSize    int
@@ -71,6 +73,8 @@ Examples:
   tcpconnect -U -u 1000  # show UIDs, only trace UID 1000
   tcpconnect -c          # count connects per source, destination and port
   tcpconnect -r          # show how each attempt ended and how long it took
+  tcpconnect -W          # who: user, parent, executable and its arguments
+  tcpconnect --exe /usr/bin/curl  # only connects of processes running curl
   tcpconnect --json      # one JSON object per line
   tcpconnect -q --metrics-addr :9464  # no output; Prometheus metrics at :9464/metrics
 
@@ -125,6 +129,9 @@ func newFlagSet() (*pflag.FlagSet, *flagValues) {
 	fs.StringVar(&o.containerPrefix, "container", "", "add a CONTAINER column; --container=`ID-PREFIX` also keeps only containers whose id starts so")
 	fs.Lookup("container").NoOptDefVal = containerColumnOnly
 	fs.BoolVarP(&o.extended, "extended", "x", false, "add PPID and CGROUP columns")
+	fs.BoolVarP(&o.wide, "wide", "W", false, "add USER and PCOMM (the parent's name) after COMM, and EXE and ARGS (the program and its command line, captured at exec) at the end")
+	fs.StringVar(&o.tracer.Exe, "exe", "", "only processes running this executable: its full `PATH` as the process's mount namespace sees it")
+	fs.StringVar(&o.tracer.Comm, "comm", "", "only threads with this exact `NAME` (as Inspektor Gadget's --comm; any process can rename its threads)")
 	fs.BoolVarP(&o.dns, "dns", "d", false, "add a DNAME column: the host name the process resolved to DADDR (from DNS answers seen on this host)")
 	fs.IntVar(&o.dnsCacheSize, "dns-cache-size", dns.DefaultSize, fmt.Sprintf("most host names -d remembers (at most %d)", maxDNSCacheSize))
 	fs.StringVar(&o.cgroupPath, "cgroup", "", "only processes in this cgroup v2 `PATH` or below it")
@@ -194,6 +201,9 @@ func parseFlags(args []string, helpOut io.Writer) (*options, error) {
 	}
 	if err == nil {
 		err = o.fillDaemon(fs.Changed)
+	}
+	if err == nil {
+		err = o.fillWho()
 	}
 	if err != nil {
 		return nil, withUsage(err)
@@ -281,6 +291,25 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 	c.OnlyFailed = failed
 	c.MinLatency = time.Duration(minLatency * float64(time.Millisecond))
 	c.Count = o.count
+	return nil
+}
+
+// fillWho checks --exe and --comm and decides whether the tracer follows
+// processes: for JSON (whose keys exe, args, parent_* always exist), -W
+// and --exe; not for the plain table, -c or --output none, which would
+// pay for exec hooks they do not print.
+func (o *options) fillWho() error {
+	c := &o.tracer
+	if c.Exe != "" && (!strings.HasPrefix(c.Exe, "/") || filepath.Clean(c.Exe) != c.Exe || len(c.Exe) > tracer.ExeMax) {
+		return usagef("invalid --exe %q: want a clean absolute path of at most %d bytes", c.Exe, tracer.ExeMax)
+	}
+	if len(c.Comm) > 15 {
+		return usagef("invalid --comm %q: a thread name has at most 15 bytes", c.Comm)
+	}
+	if o.wide && o.json {
+		return usagef("-W widens the table; JSON always has its keys")
+	}
+	c.Processes = !o.count && o.daemon.output != outputNone && (o.json || o.wide)
 	return nil
 }
 

@@ -21,6 +21,7 @@ func TestUsageErrors(t *testing.T) {
 		{"-4", "-6"}, {"-u", "-1"}, {"--backend", "ebpf"}, {"--buffer-size", "3K"},
 		{"--buffer-size", "big"}, {"--nope"}, {"extra"}, {"-c", "-r"}, {"-c", "-w"}, {"--min-latency", "-1"},
 		{"--max-pending", "0"}, {"--container", "abc"}, {"--container=xyz"}, {"--netns", "/nonexistent"},
+		{"--exe", "bin/curl"}, {"--exe", "/usr/../bin/curl"}, {"--comm", "0123456789abcdef"}, {"-W", "--json"},
 		// Numbers that once wrapped, misled or cost gigabytes.
 		{"--max-pending", "4294967297"}, {"--max-pending", "10000000"}, {"--max-pending", "-1"},
 		{"-P", portList(65)},
@@ -133,6 +134,31 @@ func TestContextFlags(t *testing.T) {
 	}
 	if !o.container || o.containerPrefix != "4f1c" || o.tracer.Netns == 0 {
 		t.Errorf("parsed %+v", o)
+	}
+}
+
+// TestWhoFlags: the tracer follows processes only where they are printed
+// or filtered on.
+func TestWhoFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false}, {[]string{"-W"}, true}, {[]string{"--json"}, true}, {[]string{"-c"}, false},
+		{[]string{"-q"}, false}, {[]string{"-W", "-c"}, false},
+	} {
+		o, err := parseFlags(tc.args, nil)
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if o.tracer.Processes != tc.want {
+			t.Errorf("%q: Processes %v, want %v", tc.args, o.tracer.Processes, tc.want)
+		}
+	}
+	o, err := parseFlags([]string{"--exe", "/usr/bin/curl", "--comm", "sshd"}, nil)
+	if err != nil || o.tracer.Exe != "/usr/bin/curl" || o.tracer.Comm != "sshd" {
+		t.Errorf("--exe --comm: %+v %v", o, err)
 	}
 }
 

@@ -136,6 +136,8 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		Backend:   string(t.Backend()),
 		Container: o.container,
 		Extended:  o.extended,
+		Who:       o.wide,
+		Users:     newUserNames(),
 	}
 	if res != nil {
 		popts.Cgroups = res
@@ -251,6 +253,9 @@ func finish(t *tracer.Tracer, names *dns.Cache, stderr io.Writer, printed uint64
 	if st.LostCounts > 0 {
 		fmt.Fprintf(stderr, ", %d attempts not counted (count table full)", st.LostCounts)
 	}
+	if st.LostProcs > 0 {
+		fmt.Fprintf(stderr, ", %d processes not followed (process table or ring buffer full)", st.LostProcs)
+	}
 	if verbose {
 		fmt.Fprintf(stderr, ", %d reader wakeups forced", st.Wakeups)
 		if names != nil {
@@ -285,6 +290,9 @@ func warnLost(ctx context.Context, t *tracer.Tracer, stderr io.Writer) {
 		}
 		if d := st.LostCounts - seen.LostCounts; d > 0 {
 			fmt.Fprintf(stderr, "tcpconnect: warning: %d attempts not counted (count table full)\n", d)
+		}
+		if d := st.LostProcs - seen.LostProcs; d > 0 {
+			fmt.Fprintf(stderr, "tcpconnect: warning: %d processes not followed (process table or ring buffer full): their attempts show no exe\n", d)
 		}
 		if d := st.LostDNS - seen.LostDNS; d > 0 {
 			fmt.Fprintf(stderr, "tcpconnect: warning: %d DNS messages lost (ring buffer full; names may be missing; try a larger --buffer-size)\n", d)

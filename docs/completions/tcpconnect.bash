@@ -11,7 +11,7 @@ _tcpconnect()
 		_pids
 		return
 		;;
-	-P | --port | --min-latency | --metrics-addr | --metrics-ports | --web.config.file | --dns-cache-size | --buffer-size | --max-pending)
+	-P | --port | --min-latency | --metrics-addr | --metrics-ports | --web.config.file | --exe | --comm | --dns-cache-size | --buffer-size | --max-pending)
 		: # a value, nothing to offer
 		return
 		;;
@@ -40,7 +40,7 @@ _tcpconnect()
 	$split && return
 
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '-t --timestamp -p --pid -P --port -4 --ipv4 -6 --ipv6 -U --print-uid -u --uid -c --count -L --lport -r --result -w --why --failed --min-latency --json --output -q --quiet --metrics-addr --metrics-ports --web.config.file --container --container= -x --extended -d --dns --dns-cache-size --cgroup --netns --cgroupmap --mntnsmap --backend --sync-errors --buffer-size --max-pending -v --verbose --version -h --help' -- "$cur"))
+		COMPREPLY=($(compgen -W '-t --timestamp -p --pid -P --port -4 --ipv4 -6 --ipv6 -U --print-uid -u --uid -c --count -L --lport -r --result -w --why --failed --min-latency --json --output -q --quiet --metrics-addr --metrics-ports --web.config.file --container --container= -x --extended -W --wide --exe --comm -d --dns --dns-cache-size --cgroup --netns --cgroupmap --mntnsmap --backend --sync-errors --buffer-size --max-pending -v --verbose --version -h --help' -- "$cur"))
 		[[ ${COMPREPLY-} == *= ]] && compopt -o nospace
 	fi
 } &&

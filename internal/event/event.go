@@ -104,6 +104,13 @@ type Event struct {
 	// Why the attempt went where it went and ended as it did (outcome
 	// records; see Why).
 	Why Why
+
+	// ExecID tells two execs of one PID apart (0: the tracer knew no
+	// exec of the process); it links the event to Proc.
+	ExecID uint64
+	// Proc is the process that made the attempt, as of its last exec;
+	// nil when unknown. Shared between events: never modify it.
+	Proc *Process
 }
 
 // Why is what the kernel saw happen to an attempt's SYNs on this host.
@@ -125,6 +132,31 @@ type Why struct {
 	ICMPType uint8
 	ICMPCode uint8
 	ICMPFrom netip.Addr
+}
+
+// Process is who made an attempt: captured in the kernel when the
+// process exec'd (or read from /proc for processes older than the
+// tracer), so it holds even after the process exited. Every string is
+// untrusted, raw bytes from the traced system: escape before printing.
+type Process struct {
+	// Exe is the path of the executable as the process's mount
+	// namespace and root see it (for a script: its interpreter). It
+	// starts with ".../" when the path was longer than the tracer keeps
+	// (internal/tracer: ExeMax), and is "" when unknown.
+	Exe string
+	// Args is the command line (argv, argv[0] first), at most ArgsMax
+	// bytes of it; ArgsCut says that it was longer (the last argument
+	// may then be partial) and ArgsLen how long it was in bytes.
+	Args    []string
+	ArgsCut bool
+	ArgsLen int
+	// ParentComm is the parent's name when the process first made an
+	// attempt; ParentExe its executable when the tracer knew it ("").
+	ParentComm string
+	ParentExe  string
+	// FromProcfs says the data was read from /proc at start, after the
+	// exec, rather than captured at the exec itself.
+	FromProcfs bool
 }
 
 // CommBytes returns the process name without its NUL padding.
@@ -173,6 +205,7 @@ type Stats struct {
 	LostCounts   uint64 // attempts not counted: count map full
 	Wakeups      uint64 // reader wakeups forced by the programs
 	LostDNS      uint64 // DNS answers dropped: ring buffer full (-d)
+	LostProcs    uint64 // processes not remembered or not sent: map or ring buffer full
 }
 
 // OutcomeCount is how many attempts ended one way, counted in the kernel.

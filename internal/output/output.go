@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
@@ -47,6 +48,16 @@ type Options struct {
 	// Cgroups names cgroup ids (for CGROUP, CONTAINER and the JSON keys
 	// cgroup_path and container_id); nil leaves them empty.
 	Cgroups CgroupNamer
+	// Who adds USER and PCOMM after COMM, and EXE and ARGS at the end of
+	// the row (-W).
+	Who bool
+	// Users names UIDs (the USER column, the JSON key user); nil: none.
+	Users UserNamer
+}
+
+// UserNamer gives the name of a UID as the host resolves it.
+type UserNamer interface {
+	Lookup(uid uint32) (string, bool)
 }
 
 // CgroupNamer gives a cgroup id's path under the cgroup v2 mount and the
@@ -88,6 +99,26 @@ type base struct {
 	opts Options
 	// scratch holds escaped text before it is quoted or padded.
 	scratch []byte
+	// procs keeps each process's formatted EXE/ARGS (table) or process
+	// keys (JSON): a command line is up to 2 KiB to escape, and a
+	// process usually makes many attempts. Processes are immutable, so
+	// the pointer is the key; cleared when it grows past maxProcs.
+	procs map[*event.Process][]byte
+}
+
+const maxProcs = 4096
+
+// procFragment returns the cached rendering of p, making it with f.
+func (b *base) procFragment(p *event.Process, f func([]byte) []byte) []byte {
+	if frag, ok := b.procs[p]; ok {
+		return frag
+	}
+	if b.procs == nil || len(b.procs) >= maxProcs {
+		b.procs = make(map[*event.Process][]byte)
+	}
+	frag := f(nil)
+	b.procs[p] = frag
+	return frag
 }
 
 func newBase(w io.Writer, opts Options) base {
@@ -155,6 +186,9 @@ func (t *Table) Header() error {
 		b = append(b, "PPID    "...)
 	}
 	b = append(b, "COMM             "...)
+	if t.opts.Who {
+		b = append(b, "USER     PCOMM            "...)
+	}
 	if t.opts.Container {
 		b = append(b, "CONTAINER    "...)
 	}
@@ -203,6 +237,10 @@ func (t *Table) Header() error {
 	}
 	if t.opts.Extended {
 		b = append(b, "CGROUP"...)
+	}
+	if t.opts.Who {
+		b = endSep(b)
+		b = append(b, "EXE ARGS"...)
 	}
 	b = append(b, '\n')
 	t.buf = b
@@ -294,6 +332,18 @@ func (t *Table) Event(e *event.Event) error {
 	s = len(b)
 	b = appendEscaped(b, e.CommBytes())
 	b = col(b, s, 17)
+	if t.opts.Who {
+		s = len(b)
+		b = t.appendUser(b, e.UID)
+		b = col(b, s, 9)
+		s = len(b)
+		if e.Proc != nil && e.Proc.ParentComm != "" {
+			b = appendEscaped(b, unsafeBytes(e.Proc.ParentComm))
+		} else {
+			b = append(b, '-')
+		}
+		b = col(b, s, 17)
+	}
 	var cgPath, container string
 	if t.opts.Container || t.opts.Extended {
 		cgPath, container = t.opts.lookupCgroup(e.CgroupID)
@@ -325,7 +375,7 @@ func (t *Table) Event(e *event.Event) error {
 		b = col(b, s, 11)
 		s = len(b)
 		b = appendResult(b, e)
-		if t.opts.Extended || t.opts.Names != nil || t.opts.Why {
+		if t.opts.Extended || t.opts.Names != nil || t.opts.Why || t.opts.Who {
 			b = col(b, s, resultWidth)
 		}
 		if t.opts.Why {
@@ -334,7 +384,7 @@ func (t *Table) Event(e *event.Event) error {
 	} else {
 		s = len(b)
 		b = strconv.AppendUint(b, uint64(e.Dport), 10)
-		if t.opts.Extended || t.opts.Names != nil {
+		if t.opts.Extended || t.opts.Names != nil || t.opts.Who {
 			b = col(b, s, 7)
 		}
 	}
@@ -345,16 +395,90 @@ func (t *Table) Event(e *event.Event) error {
 		} else {
 			b = append(b, '-')
 		}
-		if t.opts.Extended {
+		if t.opts.Extended || t.opts.Who {
 			b = col(b, s, dnameWidth)
 		}
 	}
 	if t.opts.Extended {
 		b = appendPath(b, cgPath)
 	}
+	if t.opts.Who {
+		b = endSep(b)
+		if e.Proc == nil {
+			b = appendWho(b, nil)
+		} else {
+			b = append(b, t.procFragment(e.Proc, func(dst []byte) []byte { return appendWho(dst, e.Proc) })...)
+		}
+	}
 	b = append(b, '\n')
 	t.buf = b
 	return t.write()
+}
+
+// endSep ends the row's fixed columns before EXE: two spaces in all.
+func endSep(b []byte) []byte {
+	if len(b) > 0 && b[len(b)-1] == ' ' {
+		return append(b, ' ')
+	}
+	return append(b, "  "...)
+}
+
+// appendUser writes the user name of uid, or the number when the host
+// has no name for it.
+func (b *base) appendUser(dst []byte, uid uint32) []byte {
+	if b.opts.Users != nil {
+		if name, ok := b.opts.Users.Lookup(uid); ok {
+			return appendEscaped(dst, unsafeBytes(name))
+		}
+	}
+	return strconv.AppendUint(dst, uint64(uid), 10)
+}
+
+// appendWho writes EXE and ARGS: each a single token (a space inside
+// becomes \x20, the rest is escaped as appendEscaped does), the
+// arguments separated by spaces, an empty one as "", and a command line
+// longer than the kernel keeps followed by " [+N bytes]". "-" when the
+// process is unknown.
+func appendWho(b []byte, p *event.Process) []byte {
+	if p == nil || p.Exe == "" {
+		b = append(b, '-')
+	} else {
+		b = appendToken(b, p.Exe)
+	}
+	if p == nil {
+		return b
+	}
+	for _, a := range p.Args {
+		b = append(b, ' ')
+		if a == "" {
+			b = append(b, `""`...)
+			continue
+		}
+		b = appendToken(b, a)
+	}
+	if p.ArgsCut {
+		kept := 0
+		for _, a := range p.Args {
+			kept += len(a) + 1
+		}
+		b = append(b, " [+"...)
+		b = strconv.AppendInt(b, int64(max(p.ArgsLen-kept+1, 0)), 10)
+		b = append(b, " bytes]"...)
+	}
+	return b
+}
+
+// appendToken escapes s as appendEscaped does, and its spaces too.
+func appendToken(b []byte, s string) []byte {
+	for {
+		i := strings.IndexByte(s, ' ')
+		if i < 0 {
+			return appendEscaped(b, unsafeBytes(s))
+		}
+		b = appendEscaped(b, unsafeBytes(s[:i]))
+		b = append(b, `\x20`...)
+		s = s[i+1:]
+	}
 }
 
 // appendPath writes a cgroup path, escaped (container runtimes name
@@ -446,6 +570,18 @@ func (j *JSON) Event(e *event.Event) error {
 			b = append(b, "null"...)
 		}
 	}
+	b = append(b, `,"user":`...)
+	if name, ok := j.lookupUser(e.UID); ok {
+		j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(name))
+		b = appendJSONString(b, j.scratch)
+	} else {
+		b = append(b, "null"...)
+	}
+	if e.Proc == nil {
+		b = j.appendProcess(b, nil)
+	} else {
+		b = append(b, j.procFragment(e.Proc, func(dst []byte) []byte { return j.appendProcess(dst, e.Proc) })...)
+	}
 	b = append(b, `,"backend":"`...)
 	b = append(b, j.opts.Backend...)
 	b = append(b, '"')
@@ -504,6 +640,48 @@ func (j *JSON) appendWhy(b []byte, w *event.Why) []byte {
 		b = append(b, `,"icmp_type":null,"icmp_code":null,"icmp_from":null`...)
 	}
 	return b
+}
+
+func (b *base) lookupUser(uid uint32) (string, bool) {
+	if b.opts.Users == nil {
+		return "", false
+	}
+	return b.opts.Users.Lookup(uid)
+}
+
+// appendProcess writes the keys exe, args, args_truncated, parent_comm
+// and parent_exe; null where unknown.
+func (j *JSON) appendProcess(b []byte, p *event.Process) []byte {
+	str := func(b []byte, key, s string, known bool) []byte {
+		b = append(b, key...)
+		if !known {
+			return append(b, "null"...)
+		}
+		j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(s))
+		return appendJSONString(b, j.scratch)
+	}
+	if p == nil {
+		return append(b, `,"exe":null,"args":null,"args_truncated":false,"parent_comm":null,"parent_exe":null`...)
+	}
+	b = str(b, `,"exe":`, p.Exe, p.Exe != "")
+	b = append(b, `,"args":`...)
+	if p.Args == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, a := range p.Args {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(a))
+			b = appendJSONString(b, j.scratch)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"args_truncated":`...)
+	b = strconv.AppendBool(b, p.ArgsCut)
+	b = str(b, `,"parent_comm":`, p.ParentComm, p.ParentComm != "")
+	return str(b, `,"parent_exe":`, p.ParentExe, p.ParentExe != "")
 }
 
 // sortCounts orders counts as -c prints them: most connects first, then

@@ -129,6 +129,8 @@ func TestJSON(t *testing.T) {
 		"backend": "sockops", "ppid": 1.0, "pid_ns_pid": 7.0, "cgroup_id": 42.0,
 		"cgroup_path": `/system.slice/docker-` + containerHex + `.scope\x1b`, "container_id": containerHex,
 		"netns_ino": 4026531840.0, "mntns_ino": 4026531841.0,
+		// Unknown process and user: null, and the keys are there.
+		"user": nil, "exe": nil, "args": nil, "args_truncated": false, "parent_comm": nil, "parent_exe": nil,
 	}
 	if len(m) != len(want) {
 		t.Errorf("keys %v, want %v", m, want)
@@ -219,9 +221,10 @@ func benchPrinter(b *testing.B, p Printer) {
 func TestFormattingDoesNotAllocate(t *testing.T) {
 	e := sampleEvent()
 	e.Result, e.Errno = event.ResultRefused, unix.ECONNREFUSED
+	e.Proc = hostileProcess()
 	for name, p := range map[string]Printer{
-		"table": NewTable(discard{}, Options{Results: true}),
-		"json":  NewJSON(discard{}, Options{Results: true}),
+		"table": NewTable(discard{}, Options{Results: true, Who: true, Users: fakeUsers{}}),
+		"json":  NewJSON(discard{}, Options{Results: true, Users: fakeUsers{}}),
 	} {
 		p.Event(e) // grow the buffers once
 		if n := testing.AllocsPerRun(100, func() { _ = p.Event(e) }); n != 0 {
@@ -328,6 +331,142 @@ func TestLongValuesKeepASeparator(t *testing.T) {
 	}
 }
 
+// fakeUsers names UID 1000 with a hostile name.
+type fakeUsers struct{}
+
+func (fakeUsers) Lookup(uid uint32) (string, bool) {
+	if uid == 1000 {
+		return "al\x1b[2Jice", true
+	}
+	return "", false
+}
+
+func hostileProcess() *event.Process {
+	return &event.Process{
+		Exe:        "/opt/dir with spaces/\xffbin\n\x1b[31m",
+		Args:       []string{"argv0 x", "line1\nline2", "", `q"b\`, "AAAA"},
+		ArgsCut:    true,
+		ArgsLen:    10000,
+		ParentComm: "sh\x1b",
+		ParentExe:  "/usr/bin/dash",
+	}
+}
+
+// TestWho: exe, arguments, parent and user, escaped in JSON and in the
+// table; each row stays one line and each value one token.
+func TestWho(t *testing.T) {
+	e := sampleEvent()
+	e.Proc = hostileProcess()
+	out := render(t, NewJSON(nil, Options{Users: fakeUsers{}}), e)
+	if strings.Count(out, "\n") != 1 {
+		t.Fatalf("JSON is not one line: %q", out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("invalid JSON %q: %v", out, err)
+	}
+	wantArgs := []any{"argv0 x", `line1\x0aline2`, "", `q"b\\`, "AAAA"}
+	args, _ := m["args"].([]any)
+	if m["exe"] != `/opt/dir with spaces/\xffbin\x0a\x1b[31m` || len(args) != len(wantArgs) ||
+		m["args_truncated"] != true || m["parent_comm"] != `sh\x1b` || m["parent_exe"] != "/usr/bin/dash" ||
+		m["user"] != `al\x1b[2Jice` {
+		t.Errorf("JSON %s", out)
+	}
+	for i := range min(len(args), len(wantArgs)) {
+		if args[i] != wantArgs[i] {
+			t.Errorf("args[%d] = %q, want %q", i, args[i], wantArgs[i])
+		}
+	}
+
+	out = render(t, NewTable(nil, Options{Who: true, Users: fakeUsers{}}), e)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("table is not a header and one row: %q", out)
+	}
+	if !strings.HasSuffix(lines[0], "  EXE ARGS") || !strings.Contains(lines[0], "COMM             USER     PCOMM            SADDR") {
+		t.Errorf("header %q", lines[0])
+	}
+	want := `  /opt/dir\x20with\x20spaces/\xffbin\x0a\x1b[31m argv0\x20x line1\x0aline2 "" q"b\\ AAAA [+9970 bytes]`
+	if !strings.HasSuffix(lines[1], want) {
+		t.Errorf("row %q\nwant suffix %q", lines[1], want)
+	}
+	if f := strings.Fields(lines[1]); f[2] != "curl" || f[3] != `al\x1b[2Jice` || f[4] != `sh\x1b` {
+		t.Errorf("COMM USER PCOMM in %q", lines[1])
+	}
+
+	// Unknown process, user without a name.
+	e.Proc, e.UID = nil, 7
+	out = render(t, NewTable(nil, Options{Who: true, Users: fakeUsers{}}), e)
+	if row := strings.Split(out, "\n")[1]; !strings.HasSuffix(row, "  -") || strings.Fields(row)[3] != "7" {
+		t.Errorf("unknown process row %q", row)
+	}
+}
+
+// TestProcessCacheByPointer: one printer, two processes in turn: each
+// line has its own process (the rendering is cached per process).
+func TestProcessCacheByPointer(t *testing.T) {
+	a, b := &event.Process{Exe: "/bin/a", Args: []string{"a"}}, &event.Process{Exe: "/bin/b", Args: []string{"b"}}
+	e := sampleEvent()
+	for name, p := range map[string]Printer{"json": NewJSON(nil, Options{}), "table": NewTable(nil, Options{Who: true})} {
+		var evs []*event.Event
+		for _, proc := range []*event.Process{a, b, a, nil, b} {
+			ev := *e
+			ev.Proc = proc
+			evs = append(evs, &ev)
+		}
+		lines := strings.Split(strings.TrimSuffix(render(t, p, evs...), "\n"), "\n")
+		if name == "table" {
+			lines = lines[1:]
+		}
+		for i, want := range []string{"/bin/a", "/bin/b", "/bin/a", "", "/bin/b"} {
+			has := func(s string) bool { return strings.Contains(lines[i], s) }
+			if want == "" && (has("/bin/a") || has("/bin/b")) || want != "" && !has(want) {
+				t.Errorf("%s line %d %q, want %q", name, i, lines[i], want)
+			}
+		}
+	}
+}
+
+// TestHeaderTitlesAligned: in every combination of columns, each title
+// stands apart and starts where its column starts in a row (-x -d once
+// printed DPORTDNAME, -r -d RESULTDNAME).
+func TestHeaderTitlesAligned(t *testing.T) {
+	for mask := range 1 << 6 {
+		o := Options{
+			Timestamp: mask&1 != 0, PrintUID: mask&2 != 0, Results: mask&4 != 0,
+			Extended: mask&8 != 0, Container: mask&16 != 0, Cgroups: fakeCgroups{},
+		}
+		if mask&32 != 0 {
+			o.Names = fakeNames{}
+		}
+		e := sampleEvent()
+		e.Result = event.ResultEstablished
+		out := render(t, NewTable(nil, o), e)
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		titles, fields := fieldStarts(lines[0]), fieldStarts(lines[1])
+		if len(titles) != len(fields) {
+			t.Errorf("options %+v: %d titles, %d fields:\n%s", o, len(titles), len(fields), out)
+			continue
+		}
+		for i := range titles {
+			if titles[i] != fields[i] {
+				t.Errorf("options %+v: title %d at column %d, its field at %d:\n%s", o, i, titles[i], fields[i], out)
+			}
+		}
+	}
+}
+
+// fieldStarts returns where each space-separated field of line starts.
+func fieldStarts(line string) []int {
+	var at []int
+	for i := range line {
+		if line[i] != ' ' && (i == 0 || line[i-1] == ' ') {
+			at = append(at, i)
+		}
+	}
+	return at
+}
+
 func TestWhy(t *testing.T) {
 	natted, dropped, rejected, plain := sampleEvent(), sampleEvent(), sampleEvent(), sampleEvent()
 	for _, e := range []*event.Event{natted, dropped, rejected, plain} {
@@ -383,45 +522,4 @@ func TestWhy(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestHeaderTitlesAligned: in every combination of columns, each title
-// stands apart and starts where its column starts in a row (-x -d once
-// printed DPORTDNAME, -r -d RESULTDNAME).
-func TestHeaderTitlesAligned(t *testing.T) {
-	for mask := range 1 << 7 {
-		o := Options{
-			Timestamp: mask&1 != 0, PrintUID: mask&2 != 0, Results: mask&4 != 0 || mask&64 != 0,
-			Extended: mask&8 != 0, Container: mask&16 != 0, Cgroups: fakeCgroups{},
-			Why: mask&64 != 0,
-		}
-		if mask&32 != 0 {
-			o.Names = fakeNames{}
-		}
-		e := sampleEvent()
-		e.Result = event.ResultEstablished
-		out := render(t, NewTable(nil, o), e)
-		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-		titles, fields := fieldStarts(lines[0]), fieldStarts(lines[1])
-		if len(titles) != len(fields) {
-			t.Errorf("options %+v: %d titles, %d fields:\n%s", o, len(titles), len(fields), out)
-			continue
-		}
-		for i := range titles {
-			if titles[i] != fields[i] {
-				t.Errorf("options %+v: title %d at column %d, its field at %d:\n%s", o, i, titles[i], fields[i], out)
-			}
-		}
-	}
-}
-
-// fieldStarts returns where each space-separated field of line starts.
-func fieldStarts(line string) []int {
-	var at []int
-	for i := range line {
-		if line[i] != ' ' && (i == 0 || line[i-1] == ' ') {
-			at = append(at, i)
-		}
-	}
-	return at
 }

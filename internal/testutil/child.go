@@ -55,6 +55,7 @@ func RunChildIfRequested() {
 	if spec == "" {
 		return
 	}
+	childPrelude()
 	os.Exit(childConnect(spec))
 }
 

@@ -47,6 +47,7 @@ const (
 	recordAttempt = tcpconnectRecordKindRECORD_ATTEMPT
 	recordOutcome = tcpconnectRecordKindRECORD_OUTCOME
 	recordDNS     = tcpconnectRecordKindRECORD_DNS
+	recordProcess = tcpconnectRecordKindRECORD_PROCESS
 )
 
 // asEvent views a ring-buffer record as the generated struct event, in
@@ -116,6 +117,8 @@ func decodeEvent(r *tcpconnectEvent, c clock, reasons *dropReasons, e *event.Eve
 	// char[16] in C, int8 in Go: the same bytes.
 	e.Comm = *(*[16]byte)(unsafe.Pointer(&r.Comm))
 	decodeWhy(r, reasons, e)
+	e.ExecID = r.ExecId
+	e.Proc = nil
 	return nil
 }
 

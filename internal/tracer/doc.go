@@ -28,4 +28,10 @@
 // quoting a SYN). Auto tries fentry, then kprobe, then sockops, attaching for
 // real, because a kernel can list a feature and still refuse it (these
 // project machines refuse trampolines with EPERM and have no kprobes).
+//
+// With Config.Processes, every backend also attaches tp_btf/sched_process_
+// {fork,exec,exit} (BTF, 5.5+; no tracefs, no trampoline: they work where
+// fentry is refused) to keep each live process's exe and command line in
+// the map procs, captured at exec; procs.go reads /proc once for the
+// processes that were there before, and joins the records to events.
 package tracer

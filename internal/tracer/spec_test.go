@@ -34,13 +34,17 @@ func TestRecordLayout(t *testing.T) {
 	if off := unsafe.Offsetof(tcpconnectDnsRecord{}.Kind); off != 0 {
 		t.Errorf("struct dns_record: kind at offset %d, want 0", off)
 	}
+	if off := unsafe.Offsetof(tcpconnectProcRecord{}.Kind); off != 0 {
+		t.Errorf("struct proc_record: kind at offset %d, want 0", off)
+	}
 	spec, err := loadTcpconnect()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, size := range map[string]uintptr{
-		"event":      unsafe.Sizeof(tcpconnectEvent{}),
-		"dns_record": unsafe.Sizeof(tcpconnectDnsRecord{}),
+		"event":       unsafe.Sizeof(tcpconnectEvent{}),
+		"dns_record":  unsafe.Sizeof(tcpconnectDnsRecord{}),
+		"proc_record": unsafe.Sizeof(tcpconnectProcRecord{}),
 	} {
 		var st *btf.Struct
 		if err := spec.Types.TypeByName(name, &st); err != nil {

@@ -83,6 +83,7 @@ type tcpconnectEvent struct {
 	IcmpCode   uint8
 	Why        uint8
 	PadWhy     [5]uint8
+	ExecId     uint64
 }
 
 type tcpconnectLatencySlot uint32
@@ -114,12 +115,49 @@ type tcpconnectOutcomeKey struct {
 	DropReason uint32
 }
 
+type tcpconnectProc struct {
+	_        structs.HostLayout
+	ExecId   uint64
+	ArgsLen  uint32
+	ExeLen   uint16
+	ArgsSize uint16
+	Flags    uint8
+	Sent     uint8
+	Pad      [6]uint8
+	Exe      [1024]uint8
+	Args     [2048]uint8
+}
+
+type tcpconnectProcFlag uint32
+
+const (
+	tcpconnectProcFlagPROC_EXE_MATCH   tcpconnectProcFlag = 1
+	tcpconnectProcFlagPROC_EXE_CUT     tcpconnectProcFlag = 2
+	tcpconnectProcFlagPROC_FROM_PROCFS tcpconnectProcFlag = 4
+	tcpconnectProcFlagPROC_NO_EXE      tcpconnectProcFlag = 8
+	tcpconnectProcFlagPROC_NO_ARGS     tcpconnectProcFlag = 16
+)
+
+type tcpconnectProcRecord struct {
+	_            structs.HostLayout
+	Kind         uint8
+	ParentFlags  uint8
+	ParentExeLen uint16
+	Pid          uint32
+	Ppid         uint32
+	ParentComm   [16]uint8
+	Pad          [4]uint8
+	Proc         tcpconnectProc
+	ParentExe    [1024]uint8
+}
+
 type tcpconnectRecordKind uint32
 
 const (
 	tcpconnectRecordKindRECORD_ATTEMPT tcpconnectRecordKind = 1
 	tcpconnectRecordKindRECORD_OUTCOME tcpconnectRecordKind = 2
 	tcpconnectRecordKindRECORD_DNS     tcpconnectRecordKind = 3
+	tcpconnectRecordKindRECORD_PROCESS tcpconnectRecordKind = 4
 )
 
 type tcpconnectSockOwner struct {
@@ -136,7 +174,8 @@ const (
 	tcpconnectStatIndexSTAT_LOST_COUNTS   tcpconnectStatIndex = 2
 	tcpconnectStatIndexSTAT_WAKEUPS       tcpconnectStatIndex = 3
 	tcpconnectStatIndexSTAT_LOST_DNS      tcpconnectStatIndex = 4
-	tcpconnectStatIndexSTAT_MAX           tcpconnectStatIndex = 5
+	tcpconnectStatIndexSTAT_LOST_PROCS    tcpconnectStatIndex = 5
+	tcpconnectStatIndexSTAT_MAX           tcpconnectStatIndex = 6
 )
 
 type tcpconnectWhyFlags uint32
@@ -180,6 +219,8 @@ const (
 	tcpconnectMapMntnsmap                          = "mntnsmap"
 	tcpconnectMapOutcomeCounts                     = "outcome_counts"
 	tcpconnectMapPorts                             = "ports"
+	tcpconnectMapProcScratch                       = "proc_scratch"
+	tcpconnectMapProcs                             = "procs"
 	tcpconnectMapSockOwners                        = "sock_owners"
 	tcpconnectMapStats                             = "stats"
 	tcpconnectProgTcpconnectConnect4               = "tcpconnect_connect4"
@@ -189,9 +230,12 @@ const (
 	tcpconnectProgTcpconnectDns                    = "tcpconnect_dns"
 	tcpconnectProgTcpconnectDnsQuery               = "tcpconnect_dns_query"
 	tcpconnectProgTcpconnectDnsSock                = "tcpconnect_dns_sock"
+	tcpconnectProgTcpconnectExec                   = "tcpconnect_exec"
+	tcpconnectProgTcpconnectExit                   = "tcpconnect_exit"
 	tcpconnectProgTcpconnectFentryStreamConnect    = "tcpconnect_fentry_stream_connect"
 	tcpconnectProgTcpconnectFentryTcpConnect       = "tcpconnect_fentry_tcp_connect"
 	tcpconnectProgTcpconnectFexitStreamConnect     = "tcpconnect_fexit_stream_connect"
+	tcpconnectProgTcpconnectFork                   = "tcpconnect_fork"
 	tcpconnectProgTcpconnectIcmp                   = "tcpconnect_icmp"
 	tcpconnectProgTcpconnectKprobeStreamConnect    = "tcpconnect_kprobe_stream_connect"
 	tcpconnectProgTcpconnectKprobeTcpConnect       = "tcpconnect_kprobe_tcp_connect"
@@ -204,9 +248,14 @@ const (
 	tcpconnectVarExitHooked                        = "exit_hooked"
 	tcpconnectVarFilterByCgroup                    = "filter_by_cgroup"
 	tcpconnectVarFilterByCgroupmap                 = "filter_by_cgroupmap"
+	tcpconnectVarFilterByComm                      = "filter_by_comm"
+	tcpconnectVarFilterByExe                       = "filter_by_exe"
 	tcpconnectVarFilterByMntnsmap                  = "filter_by_mntnsmap"
 	tcpconnectVarFilterByPort                      = "filter_by_port"
 	tcpconnectVarFilterByUid                       = "filter_by_uid"
+	tcpconnectVarFilterComm                        = "filter_comm"
+	tcpconnectVarFilterExe                         = "filter_exe"
+	tcpconnectVarFilterExeLen                      = "filter_exe_len"
 	tcpconnectVarFilterFamily                      = "filter_family"
 	tcpconnectVarFilterNetns                       = "filter_netns"
 	tcpconnectVarFilterPid                         = "filter_pid"
@@ -225,6 +274,8 @@ const (
 	tcpconnectVarUnusedLatencySlot                 = "unused_latency_slot"
 	tcpconnectVarUnusedOutcome                     = "unused_outcome"
 	tcpconnectVarUnusedOutcomeKey                  = "unused_outcome_key"
+	tcpconnectVarUnusedProcFlag                    = "unused_proc_flag"
+	tcpconnectVarUnusedProcRecord                  = "unused_proc_record"
 	tcpconnectVarUnusedRecordKind                  = "unused_record_kind"
 	tcpconnectVarUnusedStatIndex                   = "unused_stat_index"
 	tcpconnectVarUnusedWhyFlags                    = "unused_why_flags"
@@ -280,9 +331,12 @@ type tcpconnectProgramSpecs struct {
 	TcpconnectDns                    *ebpf.ProgramSpec `ebpf:"tcpconnect_dns"`
 	TcpconnectDnsQuery               *ebpf.ProgramSpec `ebpf:"tcpconnect_dns_query"`
 	TcpconnectDnsSock                *ebpf.ProgramSpec `ebpf:"tcpconnect_dns_sock"`
+	TcpconnectExec                   *ebpf.ProgramSpec `ebpf:"tcpconnect_exec"`
+	TcpconnectExit                   *ebpf.ProgramSpec `ebpf:"tcpconnect_exit"`
 	TcpconnectFentryStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_fentry_tcp_connect"`
 	TcpconnectFexitStreamConnect     *ebpf.ProgramSpec `ebpf:"tcpconnect_fexit_stream_connect"`
+	TcpconnectFork                   *ebpf.ProgramSpec `ebpf:"tcpconnect_fork"`
 	TcpconnectIcmp                   *ebpf.ProgramSpec `ebpf:"tcpconnect_icmp"`
 	TcpconnectKprobeStreamConnect    *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_stream_connect"`
 	TcpconnectKprobeTcpConnect       *ebpf.ProgramSpec `ebpf:"tcpconnect_kprobe_tcp_connect"`
@@ -309,6 +363,8 @@ type tcpconnectMapSpecs struct {
 	Mntnsmap      *ebpf.MapSpec `ebpf:"mntnsmap"`
 	OutcomeCounts *ebpf.MapSpec `ebpf:"outcome_counts"`
 	Ports         *ebpf.MapSpec `ebpf:"ports"`
+	ProcScratch   *ebpf.MapSpec `ebpf:"proc_scratch"`
+	Procs         *ebpf.MapSpec `ebpf:"procs"`
 	SockOwners    *ebpf.MapSpec `ebpf:"sock_owners"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
@@ -321,9 +377,14 @@ type tcpconnectVariableSpecs struct {
 	ExitHooked        *ebpf.VariableSpec `ebpf:"exit_hooked"`
 	FilterByCgroup    *ebpf.VariableSpec `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.VariableSpec `ebpf:"filter_by_cgroupmap"`
+	FilterByComm      *ebpf.VariableSpec `ebpf:"filter_by_comm"`
+	FilterByExe       *ebpf.VariableSpec `ebpf:"filter_by_exe"`
 	FilterByMntnsmap  *ebpf.VariableSpec `ebpf:"filter_by_mntnsmap"`
 	FilterByPort      *ebpf.VariableSpec `ebpf:"filter_by_port"`
 	FilterByUid       *ebpf.VariableSpec `ebpf:"filter_by_uid"`
+	FilterComm        *ebpf.VariableSpec `ebpf:"filter_comm"`
+	FilterExe         *ebpf.VariableSpec `ebpf:"filter_exe"`
+	FilterExeLen      *ebpf.VariableSpec `ebpf:"filter_exe_len"`
 	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
@@ -342,6 +403,8 @@ type tcpconnectVariableSpecs struct {
 	UnusedLatencySlot *ebpf.VariableSpec `ebpf:"unused_latency_slot"`
 	UnusedOutcome     *ebpf.VariableSpec `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
+	UnusedProcFlag    *ebpf.VariableSpec `ebpf:"unused_proc_flag"`
+	UnusedProcRecord  *ebpf.VariableSpec `ebpf:"unused_proc_record"`
 	UnusedRecordKind  *ebpf.VariableSpec `ebpf:"unused_record_kind"`
 	UnusedStatIndex   *ebpf.VariableSpec `ebpf:"unused_stat_index"`
 	UnusedWhyFlags    *ebpf.VariableSpec `ebpf:"unused_why_flags"`
@@ -380,6 +443,8 @@ type tcpconnectMaps struct {
 	Mntnsmap      *ebpf.Map `ebpf:"mntnsmap"`
 	OutcomeCounts *ebpf.Map `ebpf:"outcome_counts"`
 	Ports         *ebpf.Map `ebpf:"ports"`
+	ProcScratch   *ebpf.Map `ebpf:"proc_scratch"`
+	Procs         *ebpf.Map `ebpf:"procs"`
 	SockOwners    *ebpf.Map `ebpf:"sock_owners"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 }
@@ -398,6 +463,8 @@ func (m *tcpconnectMaps) Close() error {
 		m.Mntnsmap,
 		m.OutcomeCounts,
 		m.Ports,
+		m.ProcScratch,
+		m.Procs,
 		m.SockOwners,
 		m.Stats,
 	)
@@ -411,9 +478,14 @@ type tcpconnectVariables struct {
 	ExitHooked        *ebpf.Variable `ebpf:"exit_hooked"`
 	FilterByCgroup    *ebpf.Variable `ebpf:"filter_by_cgroup"`
 	FilterByCgroupmap *ebpf.Variable `ebpf:"filter_by_cgroupmap"`
+	FilterByComm      *ebpf.Variable `ebpf:"filter_by_comm"`
+	FilterByExe       *ebpf.Variable `ebpf:"filter_by_exe"`
 	FilterByMntnsmap  *ebpf.Variable `ebpf:"filter_by_mntnsmap"`
 	FilterByPort      *ebpf.Variable `ebpf:"filter_by_port"`
 	FilterByUid       *ebpf.Variable `ebpf:"filter_by_uid"`
+	FilterComm        *ebpf.Variable `ebpf:"filter_comm"`
+	FilterExe         *ebpf.Variable `ebpf:"filter_exe"`
+	FilterExeLen      *ebpf.Variable `ebpf:"filter_exe_len"`
 	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
@@ -432,6 +504,8 @@ type tcpconnectVariables struct {
 	UnusedLatencySlot *ebpf.Variable `ebpf:"unused_latency_slot"`
 	UnusedOutcome     *ebpf.Variable `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
+	UnusedProcFlag    *ebpf.Variable `ebpf:"unused_proc_flag"`
+	UnusedProcRecord  *ebpf.Variable `ebpf:"unused_proc_record"`
 	UnusedRecordKind  *ebpf.Variable `ebpf:"unused_record_kind"`
 	UnusedStatIndex   *ebpf.Variable `ebpf:"unused_stat_index"`
 	UnusedWhyFlags    *ebpf.Variable `ebpf:"unused_why_flags"`
@@ -449,9 +523,12 @@ type tcpconnectPrograms struct {
 	TcpconnectDns                    *ebpf.Program `ebpf:"tcpconnect_dns"`
 	TcpconnectDnsQuery               *ebpf.Program `ebpf:"tcpconnect_dns_query"`
 	TcpconnectDnsSock                *ebpf.Program `ebpf:"tcpconnect_dns_sock"`
+	TcpconnectExec                   *ebpf.Program `ebpf:"tcpconnect_exec"`
+	TcpconnectExit                   *ebpf.Program `ebpf:"tcpconnect_exit"`
 	TcpconnectFentryStreamConnect    *ebpf.Program `ebpf:"tcpconnect_fentry_stream_connect"`
 	TcpconnectFentryTcpConnect       *ebpf.Program `ebpf:"tcpconnect_fentry_tcp_connect"`
 	TcpconnectFexitStreamConnect     *ebpf.Program `ebpf:"tcpconnect_fexit_stream_connect"`
+	TcpconnectFork                   *ebpf.Program `ebpf:"tcpconnect_fork"`
 	TcpconnectIcmp                   *ebpf.Program `ebpf:"tcpconnect_icmp"`
 	TcpconnectKprobeStreamConnect    *ebpf.Program `ebpf:"tcpconnect_kprobe_stream_connect"`
 	TcpconnectKprobeTcpConnect       *ebpf.Program `ebpf:"tcpconnect_kprobe_tcp_connect"`
@@ -471,9 +548,12 @@ func (p *tcpconnectPrograms) Close() error {
 		p.TcpconnectDns,
 		p.TcpconnectDnsQuery,
 		p.TcpconnectDnsSock,
+		p.TcpconnectExec,
+		p.TcpconnectExit,
 		p.TcpconnectFentryStreamConnect,
 		p.TcpconnectFentryTcpConnect,
 		p.TcpconnectFexitStreamConnect,
+		p.TcpconnectFork,
 		p.TcpconnectIcmp,
 		p.TcpconnectKprobeStreamConnect,
 		p.TcpconnectKprobeTcpConnect,

@@ -41,6 +41,17 @@ type Config struct {
 	// namespace inode must be a key. They are read live.
 	CgroupMap, MntnsMap string
 
+	// Processes makes the tracer follow execs, forks and exits (and read
+	// /proc once at start) so that each event names its process: exe,
+	// arguments, parent (event.Event.Proc).
+	Processes bool
+	// Exe keeps attempts of processes running this executable (a clean
+	// absolute path, as the process's mount namespace sees it); it
+	// implies Processes. Comm keeps attempts of threads named exactly so
+	// (at most 15 bytes). "": any.
+	Exe  string
+	Comm string
+
 	// Outcomes makes the tracer report each attempt once its outcome is
 	// known (and remember attempts in the kernel until then).
 	Outcomes bool
@@ -113,6 +124,7 @@ type Tracer struct {
 	backend Backend
 	objs    *loaded
 	reader  *ringbuf.Reader
+	procs   *procCache // nil without Config.Processes
 	clock   clock
 	// Start is CLOCK_MONOTONIC ns when the tracer was attached.
 	start uint64
@@ -144,6 +156,9 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	if cfg.CgroupPath == "" {
 		cfg.CgroupPath = CgroupV2Mount()
+	}
+	if cfg.Exe != "" {
+		cfg.Processes = true
 	}
 	logf := cfg.Logf
 	if logf == nil {
@@ -221,6 +236,13 @@ func Open(cfg Config) (*Tracer, error) {
 			}
 			logf("DNS: cgroup/sock_create and cgroup_skb egress and ingress attached on %s", cgroupPath)
 		}
+		if cfg.Processes {
+			if err := objs.attachProcs(spec); err != nil {
+				objs.Close()
+				return err
+			}
+			logf("processes: tp_btf sched_process_{fork,exec,exit} attached")
+		}
 		return nil
 	})
 	if err != nil {
@@ -261,7 +283,14 @@ func Open(cfg Config) (*Tracer, error) {
 		}
 	}
 	c := newClock()
-	return &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now(), reasons: reasons, whyErr: whyErr}, nil
+	t := &Tracer{cfg: cfg, backend: chosen, objs: objs, reader: rd, clock: c, start: c.now(), reasons: reasons, whyErr: whyErr}
+	if cfg.Processes {
+		// After the attach: a process that execs or forks from now on is
+		// entered by the kernel, which the /proc entry then leaves alone.
+		fillFromProcfs(objs.shared.Procs, cfg.Exe, logf)
+		t.procs = newProcCache(int(objs.shared.Procs.MaxEntries()))
+	}
+	return t, nil
 }
 
 // configure sets the filters and sizes in spec before load, through the
@@ -290,6 +319,20 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 	case event.FamilyIPv6:
 		family = afInet6
 	}
+	var exeEnc [exeBuf]byte
+	exeLen := 0
+	if cfg.Exe != "" {
+		enc, ok := exeComponents(cfg.Exe)
+		if !ok {
+			return fmt.Errorf("--exe %q: want a clean absolute path of at most %d bytes", cfg.Exe, ExeMax)
+		}
+		exeLen = copy(exeEnc[:], enc)
+	}
+	var comm [16]byte
+	if len(cfg.Comm) > len(comm)-1 {
+		return fmt.Errorf("--comm %q: a thread name has at most %d bytes", cfg.Comm, len(comm)-1)
+	}
+	copy(comm[:], cfg.Comm)
 	if len(cfg.LatencyBounds) > latencyBuckets {
 		return fmt.Errorf("at most %d latency buckets", latencyBuckets)
 	}
@@ -307,6 +350,11 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		value any
 	}{
 		{v.FilterPid, cfg.PID},
+		{v.FilterByExe, cfg.Exe != ""},
+		{v.FilterExeLen, uint16(exeLen)},
+		{v.FilterExe, exeEnc},
+		{v.FilterByComm, cfg.Comm != ""},
+		{v.FilterComm, comm},
 		{v.FilterUid, cfg.UID},
 		{v.FilterByUid, cfg.UIDFilter},
 		{v.FilterFamily, family},
@@ -402,9 +450,14 @@ const (
 // Run reads records until ctx is done (then it drains what is left) or
 // sink returns an error.
 func (t *Tracer) Run(ctx context.Context, sink Sink) error {
+	// The reader, not t.reader: the function runs in a goroutine of its
+	// own and can come after Close has cleared t.reader (a closed stdout
+	// ends Run and the caller closes the tracer while ctx is cancelled);
+	// Flush on a closed reader only returns an error.
+	rd := t.reader
 	stop := context.AfterFunc(ctx, func() {
 		// Wakes a ReadInto blocked in epoll; SetDeadline would not.
-		_ = t.reader.Flush()
+		_ = rd.Flush()
 	})
 	defer stop()
 
@@ -422,6 +475,14 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			if len(rec.RawSample) == 0 {
 				return errors.New("empty record on the ring buffer")
 			}
+			if recordKind(rec.RawSample[0]) == recordProcess {
+				if t.procs != nil {
+					if perr := t.decodeProcRecord(rec.RawSample); perr != nil {
+						return perr
+					}
+				}
+				continue
+			}
 			if recordKind(rec.RawSample[0]) == recordDNS {
 				if t.cfg.DNS != nil && decodeDNS(rec.RawSample, &msg) {
 					t.cfg.DNS(&msg)
@@ -431,6 +492,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			if derr := decodeWith(rec.RawSample, t.clock, t.reasons, &ev); derr != nil {
 				return derr
 			}
+			t.resolveProc(&ev)
 			if err := sink.Event(&ev); err != nil {
 				return err
 			}
@@ -474,6 +536,7 @@ func (t *Tracer) Stats() (event.Stats, error) {
 		tcpconnectStatIndexSTAT_LOST_COUNTS:   &s.LostCounts,
 		tcpconnectStatIndexSTAT_WAKEUPS:       &s.Wakeups,
 		tcpconnectStatIndexSTAT_LOST_DNS:      &s.LostDNS,
+		tcpconnectStatIndexSTAT_LOST_PROCS:    &s.LostProcs,
 	} {
 		var perCPU []uint64
 		if err := t.objs.shared.Stats.Lookup(uint32(i), &perCPU); err != nil {
@@ -501,6 +564,7 @@ func (t *Tracer) Pending() ([]event.Event, error) {
 		if err := decodeEvent(&val, t.clock, t.reasons, &e); err != nil {
 			return out, err
 		}
+		t.resolveProc(&e)
 		e.Kind = event.KindPending
 		e.Result = event.ResultPending
 		e.Latency = time.Duration(now - e.Mono)

@@ -88,6 +88,15 @@ const volatile __u64 min_latency_ns = 0;
  * a VM) while an isolated event still shows up at once. */
 const volatile __u64 wakeup_gap_ns = 0; /* tracer.Config.WakeupGap */
 
+/* The process filters: --exe (the path in the encoding of struct proc's
+ * exe, zero padded; matched once per exec, see PROC_EXE_MATCH) and --comm
+ * (the thread's name, all 16 bytes, as Inspektor Gadget's targ_comm). */
+const volatile bool filter_by_exe = false;
+const volatile __u16 filter_exe_len = 0;
+const volatile __u64 filter_exe[EXE_MAX / 8] = {};
+const volatile bool filter_by_comm = false;
+const volatile char filter_comm[TASK_COMM_LEN] = {};
+
 /* Written without a lock: a lost race only costs one extra or one
  * missing forced wakeup, which the reader's timer covers. */
 __u64 last_wakeup_ns = 0;
@@ -103,6 +112,8 @@ const struct event *unused_event __attribute__((unused));
 const struct count_key *unused_count_key __attribute__((unused));
 const struct dns_record *unused_dns_record __attribute__((unused));
 const struct outcome_key *unused_outcome_key __attribute__((unused));
+const struct proc_record *unused_proc_record __attribute__((unused));
+const enum proc_flag *unused_proc_flag __attribute__((unused));
 const enum record_kind *unused_record_kind __attribute__((unused));
 const enum outcome *unused_outcome __attribute__((unused));
 const enum stat_index *unused_stat_index __attribute__((unused));
@@ -232,6 +243,31 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
+/* The process behind each tgid: its exe and command line as of its last
+ * exec. Inserted at exec (tcpconnect_exec) and at fork (a copy of the
+ * parent's, tcpconnect_fork), and by user space from /proc at start;
+ * deleted when the process's last thread exits (tcpconnect_exit). So the
+ * map holds live processes only, and a reused PID never meets a dead
+ * process's entry: every process is born by fork, which overwrites or
+ * deletes its key. Not preallocated (an entry is 3 KiB, and most PIDs are
+ * unused); an LRU would need preallocation and would evict long-lived
+ * daemons under an exec storm. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct proc);
+} procs SEC(".maps");
+
+/* Where tcpconnect_exec builds an entry: too large for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct proc);
+} proc_scratch SEC(".maps");
+
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -343,6 +379,14 @@ static __always_inline void fill_task(struct event *e)
 	e->netns_ino = task->nsproxy->net_ns->ns.inum;
 	e->mntns_ino = task->nsproxy->mnt_ns->ns.inum;
 	e->pid_ns_pid = pid_in_own_ns(task);
+	e->exec_id = 0;
+	{
+		__u32 tgid = e->pid;
+		struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+
+		if (p)
+			e->exec_id = p->exec_id;
+	}
 }
 
 /* The task's cgroup, or an ancestor of it, is in cgroup_filter. Walks up
@@ -386,7 +430,60 @@ static __always_inline bool task_wanted(const struct event *e)
 	}
 	if (filter_by_cgroup && !in_cgroup_filter())
 		return false;
+	if (filter_by_comm) {
+		for (int i = 0; i < TASK_COMM_LEN; i++)
+			if (e->comm[i] != filter_comm[i])
+				return false;
+	}
+	if (filter_by_exe) {
+		__u32 tgid = e->pid;
+		struct proc *p = bpf_map_lookup_elem(&procs, &tgid);
+
+		if (!p || !(p->flags & PROC_EXE_MATCH))
+			return false;
+	}
 	return true;
+}
+
+/* Sends the process of the attempt e (filled by fill_task) once per
+ * process and exec, ahead of the attempt's own record, so that user space
+ * knows it even when the process is gone by the time the attempt's record
+ * is read. Two threads racing here may both send it: harmless. */
+static __always_inline void send_proc(const struct event *e)
+{
+	__u32 tgid = e->pid, ppid = e->ppid;
+	struct proc *p = bpf_map_lookup_elem(&procs, &tgid), *pp;
+	struct task_struct *task;
+	struct proc_record *rec;
+
+	if (!p || p->sent)
+		return;
+	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	if (!rec) {
+		stat_inc(STAT_LOST_PROCS);
+		return;
+	}
+	rec->kind = RECORD_PROCESS;
+	rec->pid = tgid;
+	rec->ppid = ppid;
+	task = bpf_get_current_task_btf();
+	__builtin_memcpy(rec->parent_comm, task->real_parent->comm, sizeof(rec->parent_comm));
+	/* A helper copies the 3 KiB: an inline copy would be hundreds of
+	 * instructions at every call site. */
+	if (bpf_probe_read_kernel(&rec->proc, sizeof(rec->proc), p)) {
+		bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	rec->parent_flags = 0;
+	rec->parent_exe_len = 0;
+	pp = bpf_map_lookup_elem(&procs, &ppid);
+	if (pp && !bpf_probe_read_kernel(rec->parent_exe, sizeof(rec->parent_exe), pp->exe)) {
+		rec->parent_flags = pp->flags;
+		rec->parent_exe_len = pp->exe_len;
+	}
+	/* The attempt's record follows at once and decides the wakeup. */
+	bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+	p->sent = 1;
 }
 
 /* Moment 1: connect() entered the TCP code. The caller has filled
@@ -432,6 +529,8 @@ static __always_inline void syn_sent(__u64 sk, struct event *e)
 	}
 	e->start_ns = bpf_ktime_get_ns();
 	e->kind = RECORD_ATTEMPT;
+	if (!count_mode && !metrics_in_kernel)
+		send_proc(e);
 	if (count_mode) {
 		count(e);
 		return;
@@ -589,8 +688,10 @@ static __always_inline void sync_failed(const struct call *c, int err)
 		;
 	else if (metrics_in_kernel)
 		count_outcome(&e, OUTCOME_SYNC_FAILED, err, e.latency_ns);
-	else
+	else {
+		send_proc(&e);
 		emit(&e);
+	}
 }
 
 /* Without an exit hook (sockops backend): is this SYN_SENT -> CLOSE a
@@ -1339,5 +1440,171 @@ int BPF_PROG(tcpconnect_icmp, struct sk_buff *skb)
 	v.type = ih.type;
 	v.code = ih.code;
 	bpf_map_update_elem(&icmp_errors, &k, &v, BPF_ANY);
+	return 0;
+}
+
+/* ---- The process: exec, fork and exit, on every backend ---- */
+
+/* Writes the path of file f as task's root sees it into s->exe: its
+ * components from the leaf up (the form struct proc documents), crossing
+ * mount points through struct mount, as d_path() does, until task's root
+ * or the top of the mount tree. Reads go through BPF_CORE_READ so that
+ * the walk also works on kernels that do not trust these pointers. */
+static __always_inline void read_exe(struct task_struct *task, struct file *f, struct proc *s)
+{
+	__u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+	struct dentry *root_d, *d, *up;
+	struct vfsmount *root_m, *vm;
+	struct mount *m, *mp;
+	__u32 off;
+	long n;
+
+	s->exe_len = 0;
+	if (!f) {
+		s->flags |= PROC_NO_EXE;
+		return;
+	}
+	root_d = BPF_CORE_READ(task, fs, root.dentry);
+	root_m = BPF_CORE_READ(task, fs, root.mnt);
+	d = BPF_CORE_READ(f, f_path.dentry);
+	vm = BPF_CORE_READ(f, f_path.mnt);
+	m = (struct mount *)((void *)vm - mnt_off);
+	/* The length so far lives in s->exe_len, in map memory, not in a
+	 * register: the verifier then sees the same state at the top of
+	 * each step whichever way the step before went, and prunes. With a
+	 * register holding the exact offset, the two kinds of step (a name,
+	 * a mount crossing) would double the paths at every step. */
+	for (int i = 0; i < PATH_DEPTH; i++) {
+		if (d == root_d && vm == root_m)
+			return;
+		if (d == BPF_CORE_READ(vm, mnt_root)) {
+			/* The top of a mount: continue at its mount point in
+			 * the parent mount. */
+			mp = BPF_CORE_READ(m, mnt_parent);
+			if (mp == m)
+				return;
+			d = BPF_CORE_READ(m, mnt_mountpoint);
+			m = mp;
+			vm = (struct vfsmount *)((void *)m + mnt_off);
+			continue;
+		}
+		up = BPF_CORE_READ(d, d_parent);
+		off = s->exe_len;
+		if (off > EXE_MAX - EXE_NAME_MAX)
+			break;
+		n = bpf_probe_read_kernel_str(&s->exe[off], EXE_NAME_MAX, BPF_CORE_READ(d, d_name.name));
+		if (n <= 0)
+			break;
+		s->exe_len = off + n;
+		/* A dentry that is its own parent but not a mount's root: a
+		 * pseudo file (memfd_create: "memfd:NAME"), or a tree cut off
+		 * from its mount. Its name is the whole path. */
+		if (up == d)
+			return;
+		d = up;
+	}
+	s->flags |= PROC_EXE_CUT;
+}
+
+/* Copies the command line of the current task (mm->arg_start .. arg_end,
+ * in its memory) into s->args. */
+static __always_inline void read_args(struct task_struct *task, struct proc *s)
+{
+	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	__u64 len = end > start ? end - start : 0;
+
+	s->args_len = len > 0xffffffff ? 0xffffffff : len;
+	if (len > ARGS_MAX)
+		len = ARGS_MAX;
+	barrier_var(len);
+	if (len > ARGS_MAX)
+		return;
+	s->args_size = 0;
+	if (bpf_probe_read_user(s->args, len, (void *)start)) {
+		s->flags |= PROC_NO_ARGS;
+		return;
+	}
+	s->args_size = len;
+}
+
+/* --exe: the whole path, compared a word at a time (exe is zero padded
+ * by the caller, filter_exe by user space). */
+static __always_inline bool exe_matches(const struct proc *s)
+{
+	if (s->exe_len != filter_exe_len || (s->flags & (PROC_EXE_CUT | PROC_NO_EXE)))
+		return false;
+	for (int i = 0; i < EXE_MAX / 8; i++) {
+		if (i * 8 >= s->exe_len)
+			break;
+		if (((const __u64 *)s->exe)[i] != filter_exe[i])
+			return false;
+	}
+	return true;
+}
+
+/* sched_process_exec: after the new program is in place (begin_new_exec
+ * set mm->exe_file, the arguments are in the new stack), in the task. For
+ * a script, exe_file is the interpreter, as in /proc/PID/exe. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tcpconnect_exec, struct task_struct *p)
+{
+	__u32 zero = 0, tgid = p->tgid;
+	struct proc *s = bpf_map_lookup_elem(&proc_scratch, &zero);
+
+	if (!s)
+		return 0;
+	s->exec_id = bpf_ktime_get_ns();
+	s->flags = 0;
+	s->sent = 0;
+	s->args_len = 0;
+	s->args_size = 0;
+	__builtin_memset(s->exe, 0, sizeof(s->exe));
+	read_exe(p, BPF_CORE_READ(p, mm, exe_file), s);
+	read_args(p, s);
+	if (filter_by_exe && exe_matches(s))
+		s->flags |= PROC_EXE_MATCH;
+	if (bpf_map_update_elem(&procs, &tgid, s, BPF_ANY))
+		stat_inc(STAT_LOST_PROCS);
+	return 0;
+}
+
+/* sched_process_fork: a new process runs its parent's program until it
+ * execs; a new thread (same tgid) shares its process's entry. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tcpconnect_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	struct proc *p;
+
+	if (ptgid == ctgid)
+		return 0;
+	p = bpf_map_lookup_elem(&procs, &ptgid);
+	if (!p) {
+		/* Whatever a former owner of this PID left must go. */
+		bpf_map_delete_elem(&procs, &ctgid);
+		return 0;
+	}
+	if (bpf_map_update_elem(&procs, &ctgid, p, BPF_ANY)) {
+		bpf_map_delete_elem(&procs, &ctgid);
+		stat_inc(STAT_LOST_PROCS);
+		return 0;
+	}
+	p = bpf_map_lookup_elem(&procs, &ctgid);
+	if (p)
+		p->sent = 0; /* the child's own record is still to be sent */
+	return 0;
+}
+
+/* sched_process_exit: runs for every exiting thread, after do_exit
+ * decremented signal->live; zero means the process's last thread. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(tcpconnect_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	bpf_map_delete_elem(&procs, &tgid);
 	return 0;
 }

@@ -21,6 +21,8 @@ enum record_kind {
 	RECORD_OUTCOME = 2,
 	/* struct dns_record. */
 	RECORD_DNS = 3,
+	/* struct proc_record: who made the attempts that follow it. */
+	RECORD_PROCESS = 4,
 };
 
 /* How an attempt ended, as the kernel saw it. User space turns this and
@@ -87,6 +89,9 @@ struct event {
 	__u8 icmp_code;
 	__u8 why;       /* WHY_* bits */
 	__u8 _pad_why[5];
+	/* Who (see "The process" below): the exec_id of the process's entry
+	 * in map procs when the event was built, 0 when it had none. */
+	__u64 exec_id;
 };
 
 /* Bits of event.why. */
@@ -194,7 +199,72 @@ enum stat_index {
 	/* A DNS query or answer could not be reserved on the full ring
 	 * buffer (-d): a name may be missing. */
 	STAT_LOST_DNS = 4,
-	STAT_MAX = 5,
+	/* A process could not be remembered (procs map full) or its record
+	 * could not be reserved on the full ring buffer. */
+	STAT_LOST_PROCS = 5,
+	STAT_MAX = 6,
+};
+
+/* ---- The process: who made an attempt (exe, arguments, parent) ----
+ *
+ * Captured at exec in the kernel (map procs, keyed by the process's tgid)
+ * and sent once per process and exec, as a struct proc_record on the ring
+ * buffer just before the first record of an attempt that needs it; events
+ * name it by (pid, exec_id). */
+
+/* The executable's path, as the process's mount namespace and root see
+ * it, is stored as its components from the leaf up, each ending in a NUL
+ * (user space reverses them). A path is complete when it fits in
+ * EXE_MAX - EXE_NAME_MAX bytes and PATH_DEPTH steps (directories and
+ * mount crossings); otherwise PROC_EXE_CUT is set and the components
+ * nearest the root are missing. */
+#define EXE_MAX 1024
+#define EXE_NAME_MAX 256 /* NAME_MAX + its NUL */
+#define PATH_DEPTH 64
+/* Bytes of the command line kept (mm->arg_start .. arg_end, NUL
+ * separated, as in /proc/PID/cmdline); args_len says how long it was. */
+#define ARGS_MAX 2048
+
+enum proc_flag {
+	/* The executable is --exe. */
+	PROC_EXE_MATCH = 1,
+	/* The path was longer or deeper than the bounds above. */
+	PROC_EXE_CUT = 2,
+	/* Filled from /proc by user space at start, not seen at exec. */
+	PROC_FROM_PROCFS = 4,
+	/* The task had no executable (mm->exe_file NULL). */
+	PROC_NO_EXE = 8,
+	/* The command line could not be read at exec. */
+	PROC_NO_ARGS = 16,
+};
+
+struct proc {
+	/* Tells two execs of one PID apart (bpf_ktime_get_ns at exec; from
+	 * /proc: a number with the top bit set). A forked child inherits
+	 * its parent's. */
+	__u64 exec_id;
+	__u32 args_len;  /* the whole command line's length in bytes */
+	__u16 exe_len;   /* valid bytes of exe */
+	__u16 args_size; /* valid bytes of args */
+	__u8 flags;      /* enum proc_flag */
+	__u8 sent;       /* its proc_record is on the ring buffer */
+	__u8 _pad[6];
+	__u8 exe[EXE_MAX];
+	__u8 args[ARGS_MAX];
+};
+
+/* RECORD_PROCESS: a record of its own on the ring buffer, kind byte
+ * first like every record. */
+struct proc_record {
+	__u8 kind; /* RECORD_PROCESS */
+	__u8 parent_flags; /* the parent's enum proc_flag; 0 when unknown */
+	__u16 parent_exe_len; /* valid bytes of parent_exe; 0: unknown */
+	__u32 pid;
+	__u32 ppid;
+	__u8 parent_comm[TASK_COMM_LEN]; /* as of the record */
+	__u8 _pad[4];
+	struct proc proc;
+	__u8 parent_exe[EXE_MAX]; /* the parent's exe, in the same form */
 };
 
 #endif /* TCPCONNECT_H */

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+)
+
+// Bounds of what the kernel keeps of a process (bpf/tcpconnect.h).
+const (
+	// ExeMax is the longest executable path kept whole, in bytes (EXE_MAX
+	// less room for one more name); a longer one starts with ".../".
+	ExeMax = exeBuf - exeNameMax
+	// ArgsMax is how many bytes of the command line are kept (the
+	// arguments with a NUL after each).
+	ArgsMax = argsMax
+
+	exeBuf     = 1024
+	exeNameMax = 256
+	argsMax    = 2048
+)
+
+// Flags of struct proc (enum proc_flag, generated).
+const (
+	procExeMatch   = uint8(tcpconnectProcFlagPROC_EXE_MATCH)
+	procExeCut     = uint8(tcpconnectProcFlagPROC_EXE_CUT)
+	procFromProcfs = uint8(tcpconnectProcFlagPROC_FROM_PROCFS)
+	procNoExe      = uint8(tcpconnectProcFlagPROC_NO_EXE)
+	procNoArgs     = uint8(tcpconnectProcFlagPROC_NO_ARGS)
+)
+
+// procObjects are the programs that follow execs, forks and exits.
+type procObjects struct {
+	Exec *ebpf.Program `ebpf:"tcpconnect_exec"`
+	Fork *ebpf.Program `ebpf:"tcpconnect_fork"`
+	Exit *ebpf.Program `ebpf:"tcpconnect_exit"`
+	// ProcScratch is only used by Exec.
+	ProcScratch *ebpf.Map `ebpf:"proc_scratch"`
+}
+
+// attachProcs loads and attaches the exec, fork and exit programs on the
+// procs map (and ring buffer and stats) of l. tp_btf needs no tracefs
+// and is on every kernel of the floor.
+func (l *loaded) attachProcs(spec *ebpf.CollectionSpec) error {
+	var o procObjects
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"procs":  l.shared.Procs,
+		"events": l.shared.Events,
+		"stats":  l.shared.Stats,
+	}}
+	if err := spec.LoadAndAssign(&o, opts); err != nil {
+		return fmt.Errorf("loading the exec programs: %w", err)
+	}
+	l.closers = append(l.closers, o.Exec, o.Fork, o.Exit, o.ProcScratch)
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"sched_process_fork", o.Fork}, {"sched_process_exec", o.Exec}, {"sched_process_exit", o.Exit}} {
+		lk, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
+		if err := l.attach("tp_btf/"+p.name, lk, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exeComponents encodes path as struct proc's exe: its components from
+// the leaf up, each followed by a NUL. ok is false for a path that the
+// kernel would not keep whole, or that is not absolute and clean.
+func exeComponents(path string) (enc []byte, ok bool) {
+	if !strings.HasPrefix(path, "/") || filepath.Clean(path) != path || strings.ContainsRune(path, 0) {
+		return nil, false
+	}
+	parts := strings.Split(path[1:], "/")
+	if path == "/" {
+		parts = nil
+	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		enc = append(enc, parts[i]...)
+		enc = append(enc, 0)
+	}
+	return enc, len(enc) <= ExeMax && len(parts) <= pathDepth
+}
+
+// pathDepth is PATH_DEPTH: the kernel's walk takes at most this many
+// steps (names and mount crossings).
+const pathDepth = 64
+
+// exePath decodes struct proc's exe.
+func exePath(enc []byte, flags uint8) string {
+	if flags&procNoExe != 0 {
+		return ""
+	}
+	var b strings.Builder
+	if flags&procExeCut != 0 {
+		b.WriteString("...")
+	}
+	parts := bytes.Split(bytes.TrimSuffix(enc, []byte{0}), []byte{0})
+	if len(enc) == 0 {
+		parts = nil
+	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		b.WriteByte('/')
+		b.Write(parts[i])
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
+}
+
+// splitArgs splits a command line (NUL after each argument) of which
+// size bytes were kept out of total.
+func splitArgs(raw []byte, total int) (args []string, cut bool) {
+	cut = total > len(raw)
+	s := string(raw)
+	if !cut {
+		s = strings.TrimSuffix(s, "\x00")
+	}
+	if s == "" && !cut {
+		return []string{}, false
+	}
+	return strings.Split(s, "\x00"), cut
+}
+
+// procCache holds the processes that the kernel sent, by PID, each with
+// the exec it describes. Bounded: when full, the oldest half goes (the
+// kernel's map is the fallback for what was dropped).
+type procCache struct {
+	m     map[uint32]*event.Process
+	ids   map[uint32]uint64
+	order []uint32
+	max   int
+}
+
+func newProcCache(max int) *procCache {
+	return &procCache{m: map[uint32]*event.Process{}, ids: map[uint32]uint64{}, max: max}
+}
+
+func (c *procCache) put(pid uint32, execID uint64, p *event.Process) {
+	if _, ok := c.m[pid]; !ok {
+		if len(c.order) >= c.max {
+			drop := c.order[:len(c.order)/2]
+			for _, old := range drop {
+				delete(c.m, old)
+				delete(c.ids, old)
+			}
+			c.order = append(c.order[:0], c.order[len(drop):]...)
+		}
+		c.order = append(c.order, pid)
+	}
+	c.m[pid] = p
+	c.ids[pid] = execID
+}
+
+func (c *procCache) get(pid uint32, execID uint64) *event.Process {
+	if c.ids[pid] != execID {
+		return nil
+	}
+	return c.m[pid]
+}
+
+// procFromKernel turns a struct proc into a Process.
+func procFromKernel(p *tcpconnectProc) *event.Process {
+	exeLen := min(int(p.ExeLen), len(p.Exe))
+	argsSize := min(int(p.ArgsSize), len(p.Args))
+	args, cut := splitArgs(p.Args[:argsSize], int(p.ArgsLen))
+	if p.Flags&procNoArgs != 0 {
+		args, cut = nil, false
+	}
+	return &event.Process{
+		Exe:        exePath(p.Exe[:exeLen], p.Flags),
+		Args:       args,
+		ArgsCut:    cut,
+		ArgsLen:    int(p.ArgsLen),
+		FromProcfs: p.Flags&procFromProcfs != 0,
+	}
+}
+
+// decodeProcRecord reads a struct proc_record into the cache.
+func (t *Tracer) decodeProcRecord(raw []byte) error {
+	if len(raw) < int(unsafe.Sizeof(tcpconnectProcRecord{})) {
+		return fmt.Errorf("short process record: %d bytes, want %d", len(raw), unsafe.Sizeof(tcpconnectProcRecord{}))
+	}
+	r := (*tcpconnectProcRecord)(unsafe.Pointer(unsafe.SliceData(raw)))
+	p := procFromKernel(&r.Proc)
+	p.ParentComm = string(bytes.TrimRight(r.ParentComm[:], "\x00"))
+	if n := min(int(r.ParentExeLen), len(r.ParentExe)); n > 0 {
+		p.ParentExe = exePath(r.ParentExe[:n], r.ParentFlags)
+	}
+	t.procs.put(r.Pid, r.Proc.ExecId, p)
+	return nil
+}
+
+// resolveProc sets e.Proc from the records the kernel sent or, failing
+// that, from the kernel's map while the process lives.
+func (t *Tracer) resolveProc(e *event.Event) {
+	if e.ExecID == 0 || t.procs == nil {
+		return
+	}
+	if p := t.procs.get(e.PID, e.ExecID); p != nil {
+		e.Proc = p
+		return
+	}
+	var kp tcpconnectProc
+	if err := t.objs.shared.Procs.Lookup(e.PID, &kp); err != nil || kp.ExecId != e.ExecID {
+		return
+	}
+	p := procFromKernel(&kp)
+	t.procs.put(e.PID, e.ExecID, p)
+	e.Proc = p
+}
+
+// fillFromProcfs enters every process that runs now into the kernel's
+// map, from /proc, unless the kernel has seen it exec or fork meanwhile
+// (the programs are attached first, so nothing falls between). The path
+// is made relative to the process's root, as the kernel's walk does.
+func fillFromProcfs(m *ebpf.Map, exeFilter string, logf func(string, ...any)) {
+	dir, err := os.Open("/proc")
+	if err != nil {
+		logf("reading /proc: %v", err)
+		return
+	}
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		logf("reading /proc: %v", err)
+		return
+	}
+	var seq uint64
+	filled := 0
+	for _, name := range names {
+		pid, err := strconv.ParseUint(name, 10, 32)
+		if err != nil {
+			continue
+		}
+		var p tcpconnectProc
+		if !readProcfs(uint32(pid), exeFilter, &p) {
+			continue
+		}
+		seq++
+		p.ExecId = 1<<63 | seq
+		err = m.Update(uint32(pid), &p, ebpf.UpdateNoExist)
+		if err == nil {
+			filled++
+		} else if !errors.Is(err, ebpf.ErrKeyExist) {
+			logf("remembering process %d: %v", pid, err)
+		}
+	}
+	logf("processes read from /proc: %d", filled)
+}
+
+// readProcfs fills p from /proc/PID; false for a kernel thread or a
+// process that is gone.
+func readProcfs(pid uint32, exeFilter string, p *tcpconnectProc) bool {
+	base := "/proc/" + strconv.FormatUint(uint64(pid), 10)
+	exe, err := os.Readlink(base + "/exe")
+	if err != nil {
+		return false
+	}
+	if root, err := os.Readlink(base + "/root"); err == nil && root != "/" {
+		if rest, ok := strings.CutPrefix(exe, root+"/"); ok {
+			exe = "/" + rest
+		}
+	}
+	p.Flags = procFromProcfs
+	enc, ok := exeComponents(exe)
+	if !ok {
+		// Longer than the kernel keeps (or odd, like "... (deleted)"
+		// of an unlinked file whose name had a slash): keep the leaf
+		// end, as the kernel would.
+		p.Flags |= procExeCut
+		if len(enc) > ExeMax {
+			enc = enc[:ExeMax]
+			if i := bytes.LastIndexByte(enc, 0); i >= 0 {
+				enc = enc[:i+1]
+			}
+		}
+	}
+	p.ExeLen = uint16(copy(p.Exe[:], enc))
+	if ok && exe == exeFilter {
+		p.Flags |= procExeMatch
+	}
+	f, err := os.Open(base + "/cmdline")
+	if err != nil {
+		p.Flags |= procNoArgs
+		return true
+	}
+	defer f.Close()
+	n, _ := io.ReadFull(f, p.Args[:])
+	p.ArgsSize = uint16(n)
+	total := n
+	if n == len(p.Args) {
+		rest, _ := io.Copy(io.Discard, io.LimitReader(f, 1<<30))
+		total += int(rest)
+	}
+	p.ArgsLen = uint32(total)
+	return true
+}

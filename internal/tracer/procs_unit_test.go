@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// TestProcLayout: the Go side's bounds are the object's.
+func TestProcLayout(t *testing.T) {
+	var p tcpconnectProc
+	if len(p.Exe) != exeBuf || len(p.Args) != argsMax {
+		t.Errorf("struct proc has exe[%d] args[%d], Go expects %d and %d", len(p.Exe), len(p.Args), exeBuf, argsMax)
+	}
+	if unsafe.Offsetof(tcpconnectProcRecord{}.Kind) != 0 {
+		t.Error("proc_record's kind is not its first byte")
+	}
+}
+
+func TestExeEncoding(t *testing.T) {
+	for _, path := range []string{"/", "/bin/true", "/dir with spaces/ünï\xff\x1b[2J\nx/prog"} {
+		enc, ok := exeComponents(path)
+		if !ok {
+			t.Errorf("%q not encodable", path)
+			continue
+		}
+		if got := exePath(enc, 0); got != path {
+			t.Errorf("round trip of %q gave %q", path, got)
+		}
+	}
+	// Leaf first, as the kernel's walk writes it.
+	if enc, _ := exeComponents("/usr/bin/curl"); string(enc) != "curl\x00bin\x00usr\x00" {
+		t.Errorf("encoding %q", enc)
+	}
+	for _, bad := range []string{"", "bin/true", "/usr/../bin", "/a//b", "/a/", "/" + strings.Repeat("x/", ExeMax)} {
+		if _, ok := exeComponents(bad); ok {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if got := exePath([]byte("curl\x00bin\x00"), procExeCut); got != ".../bin/curl" {
+		t.Errorf("cut path %q", got)
+	}
+	if got := exePath(nil, procNoExe); got != "" {
+		t.Errorf("no exe gave %q", got)
+	}
+}
+
+func TestSplitArgs(t *testing.T) {
+	for _, tc := range []struct {
+		raw   string
+		total int
+		want  []string
+		cut   bool
+	}{
+		{"a\x00b c\x00\x00", 7, []string{"a", "b c", ""}, false},
+		{"", 0, []string{}, false},
+		{"a\x00bb", 100, []string{"a", "bb"}, true},
+		{"a\x00", 100, []string{"a", ""}, true},
+	} {
+		got, cut := splitArgs([]byte(tc.raw), tc.total)
+		if !slices.Equal(got, tc.want) || cut != tc.cut {
+			t.Errorf("splitArgs(%q, %d) = %q %v, want %q %v", tc.raw, tc.total, got, cut, tc.want, tc.cut)
+		}
+	}
+}
+
+func TestProcCacheBounded(t *testing.T) {
+	c := newProcCache(4)
+	for pid := range uint32(10) {
+		c.put(pid, uint64(pid)+100, nil)
+	}
+	if len(c.m) > 4 || len(c.order) > 4 || len(c.ids) > 4 {
+		t.Errorf("cache grew to %d/%d/%d", len(c.m), len(c.order), len(c.ids))
+	}
+	if _, ok := c.ids[9]; !ok {
+		t.Error("the newest entry was dropped")
+	}
+	if c.get(9, 1) != nil || c.ids[9] != 109 {
+		t.Error("an entry of another exec matched")
+	}
+}
