@@ -639,28 +639,35 @@ static __always_inline void why_finish(struct event *a, __u8 outcome)
 /* Moment 3: the attempt a (from map attempts, key sk) ended. */
 static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s32 err)
 {
-	__u64 lat = bpf_ktime_get_ns() - a->start_ns;
+	struct event e;
+	__u64 lat;
 	bool report = true;
 
+	/* Two hooks can race to finish one attempt (the state change in
+	 * softirq on one CPU, connect()'s return on another): only the one
+	 * whose deletion removes the entry reports it. The entry is copied
+	 * first, since a deleted element can be reused at once. */
+	__builtin_memcpy(&e, a, sizeof(e));
+	if (bpf_map_delete_elem(&attempts, &sk))
+		return;
+	__sync_fetch_and_sub(&pending_attempts, 1);
+	lat = bpf_ktime_get_ns() - e.start_ns;
 	if (only_failed && outcome == OUTCOME_ESTABLISHED)
 		report = false;
 	if (lat < min_latency_ns)
 		report = false;
-	if (report)
-		why_finish(a, outcome);
-	if (report && metrics_in_kernel) {
-		count_outcome(a, outcome, err, lat);
-	} else if (report) {
-		a->kind = RECORD_OUTCOME;
-		a->outcome = outcome;
-		a->err = err;
-		a->latency_ns = lat;
-		emit(a);
+	if (!report)
+		return;
+	why_finish(&e, outcome);
+	if (metrics_in_kernel) {
+		count_outcome(&e, outcome, err, lat);
+		return;
 	}
-	/* Only the deletion that removed it counts: the outcome can race
-	 * from two hooks. */
-	if (!bpf_map_delete_elem(&attempts, &sk))
-		__sync_fetch_and_sub(&pending_attempts, 1);
+	e.kind = RECORD_OUTCOME;
+	e.outcome = outcome;
+	e.err = err;
+	e.latency_ns = lat;
+	emit(&e);
 }
 
 /* connect() failed before any SYN left: report it now. c is the call
