@@ -109,6 +109,10 @@ type Metrics struct {
 	dropsVec *prometheus.CounterVec
 	latency  prometheus.Histogram
 	ready    atomic.Bool
+	// shutdown, when set, is closed as soon as shutdown begins; healthz
+	// reads it itself rather than waiting for a goroutine to clear ready,
+	// so that the first probe after shutdown begins already gets 503.
+	shutdown <-chan struct{}
 	handler  http.Handler
 }
 
@@ -221,13 +225,25 @@ func (m *Metrics) Observe(e *event.Event) {
 // growing.
 func (m *Metrics) setReady(ready bool) { m.ready.Store(ready) }
 
+func (m *Metrics) shuttingDown() bool {
+	if m.shutdown == nil {
+		return false
+	}
+	select {
+	case <-m.shutdown:
+		return true
+	default:
+		return false
+	}
+}
+
 // Handler serves GET /metrics (Prometheus text or OpenMetrics, as the
 // scraper asks) and GET /healthz.
 func (m *Metrics) Handler() http.Handler { return m.handler }
 
 func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if !m.ready.Load() {
+	if !m.ready.Load() || m.shuttingDown() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "not tracing\n")
 		return

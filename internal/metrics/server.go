@@ -49,12 +49,11 @@ type ServerConfig struct {
 // Server serves the metrics and the health check of one tracer, from
 // Serve until Stop.
 type Server struct {
-	m       *Metrics
-	srv     *http.Server
-	addr    net.Addr
-	served  chan struct{}
-	src     *sourceReader
-	unready func() bool
+	m      *Metrics
+	srv    *http.Server
+	addr   net.Addr
+	served chan struct{}
+	src    *sourceReader
 }
 
 // Serve starts serving the metrics of src on cfg.Addr. /healthz answers
@@ -71,6 +70,8 @@ func Serve(ctx context.Context, cfg ServerConfig, src Source) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Set before the server starts: no handler reads it before then.
+	m.shutdown = ctx.Done()
 	if cfg.WebConfigFile != "" {
 		// Checked before listening: a broken file is a failed start, not
 		// an endpoint that refuses every scrape.
@@ -119,7 +120,6 @@ func Serve(ctx context.Context, cfg ServerConfig, src Source) (*Server, error) {
 		}
 	}()
 	m.setReady(true)
-	s.unready = context.AfterFunc(ctx, func() { m.setReady(false) })
 	return s, nil
 }
 
@@ -132,7 +132,6 @@ func (s *Server) Observe(e *event.Event) { s.m.Observe(e) }
 // Stop marks the node unhealthy, shuts the server down and stops reading
 // the source; call it before the tracer behind the source is closed.
 func (s *Server) Stop() {
-	s.unready()
 	s.m.setReady(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
