@@ -18,7 +18,8 @@ import (
 // SYNCapture records the source ports of TCP SYNs (SYN set, ACK clear) seen
 // on any interface of one network namespace, IPv4 and IPv6. It gives tests
 // ground truth for the port the kernel chose even when connect() fails: a
-// refused connect releases its port, after which getsockname reports 0.
+// refused connect releases its port, after which getsockname reports 0;
+// and for the initial sequence number, which nothing else shows.
 //
 // A packet can be seen more than once (on lo as outgoing and again as
 // incoming; a retransmitted SYN again), so sightings are deduplicated by
@@ -28,7 +29,7 @@ type SYNCapture struct {
 	done chan struct{}
 
 	mu      sync.Mutex
-	seen    map[synKey]bool
+	seen    map[synKey]uint32 // the first sighting's sequence number
 	order   []synKey
 	changed chan struct{} // closed and replaced whenever order grows
 	readErr error
@@ -74,7 +75,7 @@ func StartSYNCapture(t testing.TB, ns *NetNS) *SYNCapture {
 	c := &SYNCapture{
 		f:       os.NewFile(uintptr(fd), "syncapture"),
 		done:    make(chan struct{}),
-		seen:    make(map[synKey]bool),
+		seen:    make(map[synKey]uint32),
 		changed: make(chan struct{}),
 	}
 	go c.read()
@@ -153,14 +154,14 @@ func (c *SYNCapture) read() {
 			}
 			return
 		}
-		dst, sport, ok := parseSYN(buf[:n])
+		dst, sport, seq, ok := parseSYN(buf[:n])
 		if !ok {
 			continue
 		}
 		k := synKey{dst, sport}
 		c.mu.Lock()
-		if !c.seen[k] {
-			c.seen[k] = true
+		if _, seen := c.seen[k]; !seen {
+			c.seen[k] = seq
 			c.order = append(c.order, k)
 			close(c.changed)
 			c.changed = make(chan struct{})
@@ -169,11 +170,11 @@ func (c *SYNCapture) read() {
 	}
 }
 
-// parseSYN returns the destination and source port of an IPv4 or IPv6 TCP
-// segment with SYN set and ACK clear.
-func parseSYN(p []byte) (dst netip.AddrPort, sport uint16, ok bool) {
+// parseSYN returns the destination, source port and sequence number of an
+// IPv4 or IPv6 TCP segment with SYN set and ACK clear.
+func parseSYN(p []byte) (dst netip.AddrPort, sport uint16, seq uint32, ok bool) {
 	if len(p) < 1 {
-		return dst, 0, false
+		return dst, 0, 0, false
 	}
 	var daddr netip.Addr
 	var tcp []byte
@@ -181,23 +182,23 @@ func parseSYN(p []byte) (dst netip.AddrPort, sport uint16, ok bool) {
 	case 4:
 		ihl := int(p[0]&0x0f) * 4
 		if ihl < 20 || len(p) < ihl || p[9] != unix.IPPROTO_TCP || binary.BigEndian.Uint16(p[6:8])&0x1fff != 0 {
-			return dst, 0, false
+			return dst, 0, 0, false
 		}
 		daddr = netip.AddrFrom4([4]byte(p[16:20]))
 		tcp = p[ihl:]
 	case 6:
 		if len(p) < 40 || p[6] != unix.IPPROTO_TCP {
-			return dst, 0, false
+			return dst, 0, 0, false
 		}
 		daddr = netip.AddrFrom16([16]byte(p[24:40]))
 		tcp = p[40:]
 	default:
-		return dst, 0, false
+		return dst, 0, 0, false
 	}
 	if len(tcp) < 14 || tcp[13]&0x12 != 0x02 {
-		return dst, 0, false
+		return dst, 0, 0, false
 	}
-	return netip.AddrPortFrom(daddr, binary.BigEndian.Uint16(tcp[2:4])), binary.BigEndian.Uint16(tcp[0:2]), true
+	return netip.AddrPortFrom(daddr, binary.BigEndian.Uint16(tcp[2:4])), binary.BigEndian.Uint16(tcp[0:2]), binary.BigEndian.Uint32(tcp[4:8]), true
 }
 
 // SourcePorts returns the distinct source ports of the SYNs seen so far to
@@ -227,6 +228,30 @@ func (c *SYNCapture) SourcePorts(dst netip.AddrPort, timeout time.Duration) []ui
 			return nil
 		case <-timer.C:
 			return nil
+		}
+	}
+}
+
+// ISN returns the sequence number of the SYN from port sport to dst,
+// waiting up to timeout for it; false if none arrived.
+func (c *SYNCapture) ISN(dst netip.AddrPort, sport uint16, timeout time.Duration) (uint32, bool) {
+	k := synKey{netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()), sport}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		seq, ok := c.seen[k]
+		changed := c.changed
+		c.mu.Unlock()
+		if ok {
+			return seq, true
+		}
+		select {
+		case <-changed:
+		case <-c.done:
+			return 0, false
+		case <-timer.C:
+			return 0, false
 		}
 	}
 }

@@ -190,17 +190,18 @@ type tcpconnectWhyIcmp struct {
 	_    structs.HostLayout
 	AtNs uint64
 	From [16]uint8
+	Seq  uint32
 	Type uint8
 	Code uint8
-	Pad  [6]uint8
+	Pad  [2]uint8
 }
 
 type tcpconnectWhyIcmpKey struct {
-	_     structs.HostLayout
-	Daddr [16]uint8
-	Sport uint16
-	Dport uint16
-	Pad   uint32
+	_        structs.HostLayout
+	Daddr    [16]uint8
+	Sport    uint16
+	Dport    uint16
+	NetnsIno uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/testutil"
@@ -211,6 +212,75 @@ func TestWhyICMP(t *testing.T) {
 					t.Errorf("%d SYN retransmissions before the ICMP error ended the attempt", e.Why.SynRetransmits)
 				}
 				checkWhy(t, e, want)
+			})
+		}
+	})
+}
+
+// TestWhyICMPNotForged: an ICMP error counts for an attempt only where the
+// kernel believes it. Three attempts wait in SYN_SENT (their SYNs are
+// dropped at the server); each gets an error that quotes its SYN: one
+// received in another network namespace, with the SYN's tuple and
+// sequence number exactly (anyone can inject packets into a namespace of
+// their own), one in the client's namespace with a sequence number the
+// socket never sent (the kernel ignores it), and one as a router sends it.
+// Only the last one ends its attempt and shows; the other two are aborted
+// by the test with no ICMP in their why.
+func TestWhyICMPNotForged(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		l := newLab(t)
+		other := testutil.NewNetNS(t)
+		const port = 13
+		if _, err := l.server.DropSYN(port); err != nil {
+			t.Fatal(err)
+		}
+		capture := testutil.StartSYNCapture(t, l.client)
+		r := start(t, Config{Backend: b, Outcomes: true, Netns: uint32(l.client.Inode())})
+		loopback := [2]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
+		for _, f := range fams() {
+			t.Run(f.name, func(t *testing.T) {
+				dst := netip.AddrPortFrom(l.srv[f.i], port)
+				// attempt starts a connect and sends, from ns to the
+				// address to, an error quoting its SYN with the SYN's
+				// sequence number plus seqOffset.
+				attempt := func(ns *testutil.NetNS, to netip.Addr, seqOffset uint32) (int, uint16) {
+					fd, sport := l.startConnect(t, dst)
+					t.Cleanup(func() { unix.Close(fd) })
+					isn, ok := capture.ISN(dst, sport, 5*time.Second)
+					if !ok {
+						t.Fatalf("no SYN seen from port %d to %v", sport, dst)
+					}
+					src := netip.AddrPortFrom(l.cli[f.i], sport)
+					if err := ns.SendICMPUnreachable(to, src, dst, isn+seqOffset); err != nil {
+						t.Fatal(err)
+					}
+					return fd, sport
+				}
+				fdOther, sportOther := attempt(other, loopback[f.i], 0)
+				fdSeq, sportSeq := attempt(l.client, l.cli[f.i], 1<<20)
+				_, sportReal := attempt(l.client, l.cli[f.i], 0)
+
+				// The kernel believes the last one: the attempt ends.
+				e := expectOutcome(t, r, dst, sportReal, event.ResultUnreachable, unix.EHOSTUNREACH)
+				typ, code := [2]uint8{3, 1}, [2]uint8{1, 3}
+				checkWhy(t, e, event.Why{ICMP: true, ICMPType: typ[f.i], ICMPCode: code[f.i], ICMPFrom: l.cli[f.i],
+					SynRetransmits: e.Why.SynRetransmits})
+				// The other two errors were sent before it; the client
+				// kernel ignored them, and so must we.
+				for _, a := range []struct {
+					what  string
+					fd    int
+					sport uint16
+				}{{"error received in another namespace", fdOther, sportOther}, {"error with a wrong sequence number", fdSeq, sportSeq}} {
+					if err := unix.Close(a.fd); err != nil {
+						t.Fatal(err)
+					}
+					e := expectOutcome(t, r, dst, a.sport, event.ResultAborted, 0)
+					if e.Why.ICMP {
+						t.Errorf("%s: shown as the attempt's ICMP error: %+v", a.what, e.Why)
+					}
+					checkWhy(t, e, event.Why{SynRetransmits: e.Why.SynRetransmits})
+				}
 			})
 		}
 	})

@@ -597,15 +597,21 @@ static __always_inline void map4(__u8 dst[16], __u32 a4)
 	__builtin_memcpy(dst + 12, &a4, 4);
 }
 
-/* Before a's outcome leaves: attach the ICMP error that answered its SYN,
- * if one arrived since the attempt started. The error quotes the SYN as it
- * was on the wire, so after NAT. */
-static __always_inline void why_finish(struct event *a, __u8 outcome)
+/* Before a's outcome leaves: attach the ICMP error that answered its SYN
+ * (socket sk), if one arrived since the attempt started. The error quotes
+ * the SYN as it was on the wire, so after NAT. It counts only as the
+ * kernel counts it (tcp_v4_err, tcp_v6_err): received in the socket's
+ * network namespace, quoting a sequence number the socket has sent
+ * (snd_una..snd_nxt, the SYN's). An error with a guessed tuple but not
+ * the SYN's sequence number changes nothing in the kernel, so it must
+ * not change what we print either. */
+static __always_inline void why_finish(__u64 sk, struct event *a, __u8 outcome)
 {
 	struct why_icmp_key k = {};
 	struct why_icmp *ie;
 	const __u8 *dst = a->daddr;
 	__u16 dport = a->dport;
+	__u32 una, nxt;
 
 	a->syn_skb = 0;
 	if (outcome == OUTCOME_ESTABLISHED || outcome == OUTCOME_SYNC_FAILED)
@@ -624,10 +630,13 @@ static __always_inline void why_finish(struct event *a, __u8 outcome)
 	}
 	k.sport = a->sport;
 	k.dport = dport;
+	k.netns_ino = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_net.net, ns.inum);
 	ie = bpf_map_lookup_elem(&icmp_errors, &k);
 	if (!ie)
 		return;
-	if (ie->at_ns >= a->start_ns) {
+	una = BPF_CORE_READ((struct tcp_sock *)sk, snd_una);
+	nxt = BPF_CORE_READ((struct tcp_sock *)sk, snd_nxt);
+	if (ie->at_ns >= a->start_ns && ie->seq - una <= nxt - una) {
 		__builtin_memcpy(a->icmp_from, ie->from, 16);
 		a->icmp_type = ie->type;
 		a->icmp_code = ie->code;
@@ -658,7 +667,7 @@ static __always_inline void finish(__u64 sk, struct event *a, __u8 outcome, __s3
 		report = false;
 	if (!report)
 		return;
-	why_finish(&e, outcome);
+	why_finish(sk, &e, outcome);
 	if (metrics_in_kernel) {
 		count_outcome(&e, outcome, err, lat);
 		return;
@@ -1393,7 +1402,11 @@ int BPF_PROG(tcpconnect_icmp, struct sk_buff *skb)
 	struct icmp_hdr8 ih;
 	struct why_icmp_key k = {};
 	struct why_icmp v = {};
-	__u16 ports[2];
+	struct {
+		__u16 sport;
+		__u16 dport;
+		__u32 seq;
+	} quoted; /* the first 8 bytes of the quoted TCP header */
 	__u32 off;
 
 	/* An error about an attempt that already ended is of no use. */
@@ -1439,10 +1452,13 @@ int BPF_PROG(tcpconnect_icmp, struct sk_buff *skb)
 	} else {
 		return 0;
 	}
-	if (bpf_probe_read_kernel(ports, sizeof(ports), data + off))
+	if (bpf_probe_read_kernel(&quoted, sizeof(quoted), data + off))
 		return 0;
-	k.sport = bpf_ntohs(ports[0]);
-	k.dport = bpf_ntohs(ports[1]);
+	k.sport = bpf_ntohs(quoted.sport);
+	k.dport = bpf_ntohs(quoted.dport);
+	/* The namespace the error arrived in: its device's. */
+	k.netns_ino = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	v.seq = bpf_ntohl(quoted.seq);
 	v.at_ns = bpf_ktime_get_ns();
 	v.type = ih.type;
 	v.code = ih.code;

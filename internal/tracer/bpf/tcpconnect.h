@@ -102,20 +102,23 @@ enum why_flags {
 };
 
 /* Key of the ICMP errors seen arriving (map icmp_errors): the SYN they
- * quote, as it was on the wire. */
+ * quote, as it was on the wire, and the network namespace it arrived in:
+ * an error received in one namespace says nothing about an attempt made
+ * in another (anyone can inject packets into a namespace of their own). */
 struct why_icmp_key {
 	__u8 daddr[16]; /* IPv4 as ::ffff:a.b.c.d */
 	__u16 sport;
 	__u16 dport;
-	__u32 _pad;
+	__u32 netns_ino;
 };
 
 struct why_icmp {
 	__u64 at_ns;
 	__u8 from[16]; /* IPv4 as ::ffff:a.b.c.d */
+	__u32 seq;     /* the quoted segment's sequence number */
 	__u8 type;
 	__u8 code;
-	__u8 _pad[6];
+	__u8 _pad[2];
 };
 
 /* -d: a DNS message that a socket of the host sent to port 53 (a query)
