@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,7 +112,7 @@ func newFlagSet() (*pflag.FlagSet, *flagValues) {
 	o := &v.o
 	fs.BoolVarP(&o.stamp, "timestamp", "t", false, "include a TIME(s) column: seconds since tracing started")
 	fs.StringVarP(&v.pid, "pid", "p", "", "trace this `PID` only")
-	fs.StringVarP(&v.ports, "port", "P", "", "comma-separated list of destination `PORTS` to trace")
+	fs.StringVarP(&v.ports, "port", "P", "", fmt.Sprintf("comma-separated list of destination `PORTS` to trace (up to %d)", tracer.MaxPorts))
 	fs.BoolVarP(&v.ipv4, "ipv4", "4", false, "trace IPv4 family only")
 	fs.BoolVarP(&v.ipv6, "ipv6", "6", false, "trace IPv6 family only")
 	fs.BoolVarP(&o.uidCol, "print-uid", "U", false, "include a UID column")
@@ -220,9 +219,6 @@ const (
 	// A handshake that takes longer than a day has long been given up
 	// (tcp_syn_retries at its largest gives up within hours).
 	maxMinLatencyMS = 24 * 3600 * 1000
-	// maxPorts is the size of the kernel's port filter (ports in
-	// bpf/tcpconnect.bpf.c).
-	maxPorts = 64
 )
 
 func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize string, maxPending int64, failed bool, minLatency float64) error {
@@ -242,17 +238,9 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 		c.UIDFilter, c.UID = true, uint32(n)
 	}
 	if ports != "" {
-		for _, p := range strings.Split(ports, ",") {
-			n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 16)
-			if err != nil || n == 0 {
-				return usagef("invalid port %q: want 1-65535", p)
-			}
-			if !slices.Contains(c.Ports, uint16(n)) {
-				c.Ports = append(c.Ports, uint16(n))
-			}
-		}
-		if len(c.Ports) > maxPorts {
-			return usagef("-P lists %d ports: at most %d", len(c.Ports), maxPorts)
+		var err error
+		if c.Ports, err = tracer.ParsePorts(ports); err != nil {
+			return usagef("invalid -P %q: %v", ports, err)
 		}
 	}
 	switch {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/tcpconnect/tcpconnect/internal/tracer"
 )
 
 // FuzzFlags: any command line parses to options within the documented
@@ -39,7 +41,7 @@ func FuzzFlags(f *testing.F) {
 			return
 		}
 		c := o.tracer
-		if c.MaxPending < 1 || c.MaxPending > maxMaxPending || len(c.Ports) > maxPorts ||
+		if c.MaxPending < 1 || c.MaxPending > maxMaxPending || len(c.Ports) > tracer.MaxPorts ||
 			c.MinLatency < 0 || c.BufferSize < 4096 || c.BufferSize > 1<<30 || c.BufferSize&(c.BufferSize-1) != 0 ||
 			o.dnsCacheSize < 1 || o.dnsCacheSize > maxDNSCacheSize {
 			t.Errorf("%q parsed out of bounds: %+v", line, o)

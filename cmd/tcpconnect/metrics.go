@@ -44,7 +44,7 @@ func addDaemonFlags(fs *pflag.FlagSet, d *daemonOptions) {
 	fs.StringVar(&d.output, "output", outputTable, "per-event output `FORMAT`: table, json (as --json) or none (for daemons: metrics and warnings only)")
 	fs.BoolVarP(&d.quiet, "quiet", "q", false, "same as --output none")
 	fs.StringVar(&d.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (like :9464) and health at /healthz; implies -r")
-	fs.StringVar(&d.metricsPorts, "metrics-ports", "", "also count attempts per destination port, for these `PORTS` only (comma-separated, up to 64)")
+	fs.StringVar(&d.metricsPorts, "metrics-ports", "", fmt.Sprintf("also count attempts per destination port, for these `PORTS` only (comma-separated, up to %d)", tracer.MaxPorts))
 	fs.StringVar(&d.webConfig, "web.config.file", "", "TLS and basic auth for --metrics-addr: a Prometheus exporter-toolkit web config `FILE`")
 }
 
@@ -77,7 +77,7 @@ func (o *options) fillDaemon(changed func(name string) bool) error {
 		if d.metricsAddr == "" {
 			return usagef("--metrics-ports needs --metrics-addr")
 		}
-		ports, err := metrics.ParsePorts(d.metricsPorts)
+		ports, err := tracer.ParsePorts(d.metricsPorts)
 		if err != nil {
 			return usagef("invalid --metrics-ports %q: %v", d.metricsPorts, err)
 		}

@@ -3,7 +3,7 @@
 complete -c tcpconnect -f
 complete -c tcpconnect -s t -l timestamp -d 'include a TIME(s) column: seconds since tracing started'
 complete -c tcpconnect -s p -l pid -x -a '(__fish_complete_pids)' -d 'trace this PID only'
-complete -c tcpconnect -s P -l port -x -d 'comma-separated list of destination PORTS to trace'
+complete -c tcpconnect -s P -l port -x -d 'comma-separated list of destination PORTS to trace (up to 64)'
 complete -c tcpconnect -s 4 -l ipv4 -d 'trace IPv4 family only'
 complete -c tcpconnect -s 6 -l ipv6 -d 'trace IPv6 family only'
 complete -c tcpconnect -s U -l print-uid -d 'include a UID column'

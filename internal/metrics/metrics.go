@@ -16,13 +16,10 @@
 package metrics
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -291,33 +288,6 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(st.LostEvents))
 	ch <- prometheus.MustNewConstMetric(c.untracked, prometheus.CounterValue, float64(st.LostAttempts))
 	ch <- prometheus.MustNewConstMetric(c.lostDNS, prometheus.CounterValue, float64(st.LostDNS))
-}
-
-// maxPorts bounds --metrics-ports, and so the series of
-// tcpconnect_connects_by_port_total.
-const maxPorts = 64
-
-// ParsePorts reads a comma-separated port list (--metrics-ports). A port
-// given twice counts once.
-func ParsePorts(s string) ([]uint16, error) {
-	var ports []uint16
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		n, err := strconv.ParseUint(f, 10, 16)
-		if err != nil || n == 0 {
-			return nil, fmt.Errorf("invalid port %q: want 1-65535", f)
-		}
-		if !slices.Contains(ports, uint16(n)) {
-			ports = append(ports, uint16(n))
-		}
-	}
-	if len(ports) == 0 {
-		return nil, errors.New("no port given")
-	}
-	if len(ports) > maxPorts {
-		return nil, fmt.Errorf("%d ports given; at most %d get their own series", len(ports), maxPorts)
-	}
-	return ports, nil
 }
 
 // kernelCollector serves the connect and latency series from the

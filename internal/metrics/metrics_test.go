@@ -290,25 +290,6 @@ func BenchmarkObserve(b *testing.B) {
 	}
 }
 
-func TestParsePorts(t *testing.T) {
-	got, err := ParsePorts(" 80, 443,80")
-	if err != nil || len(got) != 2 || got[0] != 80 || got[1] != 443 {
-		t.Errorf("ParsePorts: %v %v", got, err)
-	}
-	for _, bad := range []string{"", "0", "65536", "80,,443", "http"} {
-		if _, err := ParsePorts(bad); err == nil {
-			t.Errorf("ParsePorts(%q) accepted", bad)
-		}
-	}
-	var many []string
-	for p := 1; p <= maxPorts+1; p++ {
-		many = append(many, strconv.Itoa(p))
-	}
-	if _, err := ParsePorts(strings.Join(many, ",")); err == nil {
-		t.Errorf("%d ports accepted", maxPorts+1)
-	}
-}
-
 // TestKernelCounts: with Config.Kernel, the connect and latency series
 // come from the kernel's counts (cumulated into Prometheus's buckets).
 func TestKernelCounts(t *testing.T) {

@@ -95,6 +95,12 @@ const (
 	tcpconnectLatencySlotLATENCY_SLOTS   tcpconnectLatencySlot = 18
 )
 
+type tcpconnectLimits uint32
+
+const (
+	tcpconnectLimitsMAX_PORTS tcpconnectLimits = 64
+)
+
 type tcpconnectOutcome uint32
 
 const (
@@ -273,6 +279,7 @@ const (
 	tcpconnectVarUnusedDnsRecord                   = "unused_dns_record"
 	tcpconnectVarUnusedEvent                       = "unused_event"
 	tcpconnectVarUnusedLatencySlot                 = "unused_latency_slot"
+	tcpconnectVarUnusedLimits                      = "unused_limits"
 	tcpconnectVarUnusedOutcome                     = "unused_outcome"
 	tcpconnectVarUnusedOutcomeKey                  = "unused_outcome_key"
 	tcpconnectVarUnusedProcFlag                    = "unused_proc_flag"
@@ -402,6 +409,7 @@ type tcpconnectVariableSpecs struct {
 	UnusedDnsRecord   *ebpf.VariableSpec `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedLatencySlot *ebpf.VariableSpec `ebpf:"unused_latency_slot"`
+	UnusedLimits      *ebpf.VariableSpec `ebpf:"unused_limits"`
 	UnusedOutcome     *ebpf.VariableSpec `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.VariableSpec `ebpf:"unused_outcome_key"`
 	UnusedProcFlag    *ebpf.VariableSpec `ebpf:"unused_proc_flag"`
@@ -503,6 +511,7 @@ type tcpconnectVariables struct {
 	UnusedDnsRecord   *ebpf.Variable `ebpf:"unused_dns_record"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedLatencySlot *ebpf.Variable `ebpf:"unused_latency_slot"`
+	UnusedLimits      *ebpf.Variable `ebpf:"unused_limits"`
 	UnusedOutcome     *ebpf.Variable `ebpf:"unused_outcome"`
 	UnusedOutcomeKey  *ebpf.Variable `ebpf:"unused_outcome_key"`
 	UnusedProcFlag    *ebpf.Variable `ebpf:"unused_proc_flag"`

@@ -119,6 +119,7 @@ const enum outcome *unused_outcome __attribute__((unused));
 const enum stat_index *unused_stat_index __attribute__((unused));
 const enum latency_slot *unused_latency_slot __attribute__((unused));
 const enum why_flags *unused_why_flags __attribute__((unused));
+const enum limits *unused_limits __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -138,7 +139,7 @@ struct {
 /* Destination ports of -P. Filled by user space before attach. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
+	__uint(max_entries, MAX_PORTS);
 	__type(key, __u16);
 	__type(value, __u8);
 } ports SEC(".maps");
@@ -163,7 +164,7 @@ struct {
 /* --metrics-ports: destination ports counted on their own. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
+	__uint(max_entries, MAX_PORTS);
 	__type(key, __u16);
 	__type(value, __u8);
 } metrics_ports SEC(".maps");

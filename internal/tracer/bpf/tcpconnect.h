@@ -10,6 +10,12 @@
 
 #define TASK_COMM_LEN 16
 
+/* Sizes that user space checks its input against (bpf2go gives Go the
+ * enum): a port list (-P, --metrics-ports) fills one of the port maps. */
+enum limits {
+	MAX_PORTS = 64,
+};
+
 /* What a record on the ring buffer is: its first byte, in every record,
  * so that the reader knows the record's type before reading any more. */
 enum record_kind {
