@@ -110,6 +110,24 @@ func (l *loaded) attach(what string, lk link.Link, err error) error {
 	return nil
 }
 
+// cgroupProg is a program to attach to a cgroup, and how.
+type cgroupProg struct {
+	name string // for errors: the section name
+	prog *ebpf.Program
+	typ  ebpf.AttachType
+}
+
+// attachCgroup attaches progs, in order, to the cgroup at path.
+func (l *loaded) attachCgroup(path string, progs ...cgroupProg) error {
+	for _, p := range progs {
+		lk, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: p.typ, Program: p.prog})
+		if err := l.attach(p.name+" on "+path, lk, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // attachShared attaches the hooks every backend uses.
 func (l *loaded) attachShared(o *sharedObjects) error {
 	lk, err := link.Tracepoint("sock", "inet_sock_set_state", o.State, nil)
@@ -212,19 +230,12 @@ func (l *loaded) load(spec *ebpf.CollectionSpec, b Backend, cgroupPath string, s
 				return err
 			}
 		}
-		for _, a := range []struct {
-			name string
-			prog *ebpf.Program
-			typ  ebpf.AttachType
-		}{
-			{"cgroup/connect4", o.Connect4, ebpf.AttachCGroupInet4Connect},
-			{"cgroup/connect6", o.Connect6, ebpf.AttachCGroupInet6Connect},
-			{"sockops", o.Sockops, ebpf.AttachCGroupSockOps},
-		} {
-			lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: a.typ, Program: a.prog})
-			if err := l.attach(a.name+" on "+cgroupPath, lk, err); err != nil {
-				return err
-			}
+		if err := l.attachCgroup(cgroupPath,
+			cgroupProg{"cgroup/connect4", o.Connect4, ebpf.AttachCGroupInet4Connect},
+			cgroupProg{"cgroup/connect6", o.Connect6, ebpf.AttachCGroupInet6Connect},
+			cgroupProg{"sockops", o.Sockops, ebpf.AttachCGroupSockOps},
+		); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("unknown backend %q", b)
@@ -256,21 +267,11 @@ func (l *loaded) attachDNS(spec *ebpf.CollectionSpec, cgroupPath string) error {
 		return fmt.Errorf("loading the DNS programs: %w", err)
 	}
 	l.closers = append(l.closers, o.Sock, o.Query, o.Answer, o.Owners)
-	for _, a := range []struct {
-		name string
-		prog *ebpf.Program
-		typ  ebpf.AttachType
-	}{
-		{"cgroup/sock_create", o.Sock, ebpf.AttachCGroupInetSockCreate},
-		{"cgroup_skb/egress", o.Query, ebpf.AttachCGroupInetEgress},
-		{"cgroup_skb/ingress", o.Answer, ebpf.AttachCGroupInetIngress},
-	} {
-		lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: a.typ, Program: a.prog})
-		if err := l.attach(a.name+" on "+cgroupPath, lk, err); err != nil {
-			return err
-		}
-	}
-	return nil
+	return l.attachCgroup(cgroupPath,
+		cgroupProg{"cgroup/sock_create", o.Sock, ebpf.AttachCGroupInetSockCreate},
+		cgroupProg{"cgroup_skb/egress", o.Query, ebpf.AttachCGroupInetEgress},
+		cgroupProg{"cgroup_skb/ingress", o.Answer, ebpf.AttachCGroupInetIngress},
+	)
 }
 
 // whyObjects are the programs of attachWhy.
@@ -299,11 +300,10 @@ func (l *loaded) attachWhy(spec *ebpf.CollectionSpec, cgroupPath string) error {
 		return fmt.Errorf("loading the SYN hooks: %w", err)
 	}
 	l.closers = append(l.closers, o.SynOut, o.SynDrop, o.ICMP)
-	lk, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupPath, Attach: ebpf.AttachCGroupInetEgress, Program: o.SynOut})
-	if err := l.attach("cgroup_skb/egress on "+cgroupPath, lk, err); err != nil {
+	if err := l.attachCgroup(cgroupPath, cgroupProg{"cgroup_skb/egress", o.SynOut, ebpf.AttachCGroupInetEgress}); err != nil {
 		return err
 	}
-	lk, err = link.AttachTracing(link.TracingOptions{Program: o.SynDrop})
+	lk, err := link.AttachTracing(link.TracingOptions{Program: o.SynDrop})
 	if err := l.attach("tp_btf/kfree_skb", lk, err); err != nil {
 		return err
 	}
