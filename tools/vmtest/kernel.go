@@ -213,8 +213,13 @@ func aptGet(dir, what string) error {
 	return nil
 }
 
-// lockFile takes an exclusive flock on path, creating it if needed.
+// lockFile takes an exclusive flock on path, creating it and its folder
+// if needed: in a fresh clone, guests started side by side each reach
+// their lock before any of them has made the cache folder.
 func lockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("lock cache: %w", err)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock cache: %w", err)

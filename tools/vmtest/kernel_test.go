@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -67,5 +69,20 @@ func TestDetectCompression(t *testing.T) {
 	}
 	if c := detectCompression([]byte("\x7fELF")); c != nil {
 		t.Errorf("ELF detected as %s", c.name)
+	}
+}
+
+// TestLockFileMakesTheFolder: in a fresh clone the cache folder does not
+// exist yet, and the arm64 guest, started in the background, may reach
+// its lock before the amd64 one has made it (CI failed so).
+func TestLockFileMakesTheFolder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vmtest", "kernel.lock")
+	unlock, err := lockFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if _, err := os.Stat(path); err != nil {
+		t.Error(err)
 	}
 }
