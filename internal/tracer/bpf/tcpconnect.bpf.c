@@ -866,7 +866,9 @@ static __always_inline int sock_addr_call(struct bpf_sock_addr *ctx, __u16 famil
 	struct call c = {};
 	__u64 id;
 
-	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP) {
+	/* An address of the other family fails with EAFNOSUPPORT right
+	 * after this hook (tcp_v{4,6}_connect): not an attempt. */
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP || ctx->user_family != family) {
 		/* A UDP connect() of this thread must not meet a stale TCP call. */
 		id = bpf_get_current_pid_tgid();
 		bpf_map_delete_elem(&calls, &id);
@@ -978,7 +980,7 @@ int tcpconnect_sockops(struct bpf_sock_ops *ctx)
 /* inet_stream_connect entered. Every entry replaces the thread's call:
  * one left from an earlier call whose return was not seen (a missed
  * kretprobe) must not meet this call's return. */
-static __always_inline void stream_connect(struct socket *sock, struct sockaddr *uaddr)
+static __always_inline void stream_connect(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 {
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	struct call c = {};
@@ -988,7 +990,18 @@ static __always_inline void stream_connect(struct socket *sock, struct sockaddr 
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
 	    BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
 		goto forget;
+	/* uaddr is the kernel's copy of the caller's address, on its
+	 * stack: only addr_len bytes of it are the caller's, the rest is
+	 * whatever the stack held. An address too short for its family
+	 * fails with EINVAL before any attempt (tcp_v4_connect,
+	 * tcp_v6_connect): not an attempt, and its bytes must not be
+	 * printed as one. SIN6_LEN_RFC2133 (24) is the shortest IPv6
+	 * address the kernel takes; it holds sin6_addr. */
+	if (addr_len < (int)sizeof(struct sockaddr_in))
+		goto forget;
 	family = BPF_CORE_READ(uaddr, sa_family);
+	if (family == AF_INET6 && addr_len < 24)
+		goto forget;
 	if (family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)uaddr;
 
@@ -1005,8 +1018,8 @@ static __always_inline void stream_connect(struct socket *sock, struct sockaddr 
 	/* The attempt belongs to the socket's family: an IPv6 socket
 	 * dialling ::ffff:a.b.c.d is IPv6 to the tool, as to ss. */
 	c.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (c.family == AF_INET6 && family == AF_INET)
-		goto forget; /* EAFNOSUPPORT in tcp_v6_connect: not an attempt */
+	if (c.family != family)
+		goto forget; /* EAFNOSUPPORT in tcp_v{4,6}_connect: not an attempt */
 	call_start(&c);
 	return;
 forget:
@@ -1039,9 +1052,9 @@ static __always_inline void tcp_connect_sk(struct sock *sk)
 }
 
 SEC("fentry/inet_stream_connect")
-int BPF_PROG(tcpconnect_fentry_stream_connect, struct socket *sock, struct sockaddr *uaddr)
+int BPF_PROG(tcpconnect_fentry_stream_connect, struct socket *sock, struct sockaddr *uaddr, int addr_len)
 {
-	stream_connect(sock, uaddr);
+	stream_connect(sock, uaddr, addr_len);
 	return 0;
 }
 
@@ -1064,9 +1077,9 @@ int BPF_PROG(tcpconnect_fentry_tcp_connect, struct sock *sk)
 }
 
 SEC("kprobe/inet_stream_connect")
-int BPF_KPROBE(tcpconnect_kprobe_stream_connect, struct socket *sock, struct sockaddr *uaddr)
+int BPF_KPROBE(tcpconnect_kprobe_stream_connect, struct socket *sock, struct sockaddr *uaddr, int addr_len)
 {
-	stream_connect(sock, uaddr);
+	stream_connect(sock, uaddr, addr_len);
 	return 0;
 }
 
