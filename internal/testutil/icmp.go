@@ -73,3 +73,32 @@ func sendICMPUnreachable(to netip.Addr, src, dst netip.AddrPort, seq uint32) err
 	}
 	return nil
 }
+
+// SendSYN sends, from inside n, a bare TCP SYN from src to dst over a raw
+// socket (the kernel adds the IP header, with n's source address for
+// dst). Its checksum is left zero: tests use it to hit a rule that drops
+// it before TCP would check it.
+func (n *NetNS) SendSYN(src, dst netip.AddrPort) error {
+	return n.Do(func() error {
+		tcp := make([]byte, 20)
+		binary.BigEndian.PutUint16(tcp[0:2], src.Port())
+		binary.BigEndian.PutUint16(tcp[2:4], dst.Port())
+		binary.BigEndian.PutUint32(tcp[4:8], 1)
+		tcp[12] = 5 << 4
+		tcp[13] = 0x02 // SYN
+		binary.BigEndian.PutUint16(tcp[14:16], 64240)
+		family := unix.AF_INET
+		if dst.Addr().Is6() {
+			family = unix.AF_INET6
+		}
+		fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+		if err != nil {
+			return fmt.Errorf("raw TCP socket: %w", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Sendto(fd, tcp, 0, Sockaddr(netip.AddrPortFrom(dst.Addr(), 0))); err != nil {
+			return fmt.Errorf("send SYN to %v: %w", dst, err)
+		}
+		return nil
+	})
+}

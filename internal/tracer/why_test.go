@@ -285,3 +285,45 @@ func TestWhyICMPNotForged(t *testing.T) {
 		}
 	})
 }
+
+// TestWhyInboundSYNIsNotOurs: the socket of an attempt also owns
+// incoming segments with its tuple (early demux), so a SYN sent to it
+// from the peer's address and port — anyone who knows the tuple can — and
+// dropped by this host is not the attempt's SYN: it must not count as a
+// retransmission nor give the attempt a drop reason. The client drops
+// incoming SYNs to the attempt's port; its own SYN is dropped at the
+// server, so the attempt waits until the test closes it.
+func TestWhyInboundSYNIsNotOurs(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		l := newLab(t)
+		const port = 14
+		if _, err := l.server.DropSYN(port); err != nil {
+			t.Fatal(err)
+		}
+		r := start(t, Config{Backend: b, Outcomes: true, Netns: uint32(l.client.Inode())})
+		for _, f := range fams() {
+			t.Run(f.name, func(t *testing.T) {
+				dst := netip.AddrPortFrom(l.srv[f.i], port)
+				fd, sport := l.startConnect(t, dst)
+				remove, err := l.client.DropSYN(sport)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer remove()
+				for range 3 {
+					if err := l.server.SendSYN(dst, netip.AddrPortFrom(l.cli[f.i], sport)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// Sent and dropped in softirq before SendSYN returns, as a
+				// rule; a moment more for a CPU that was busy.
+				time.Sleep(100 * time.Millisecond)
+				if err := unix.Close(fd); err != nil {
+					t.Fatal(err)
+				}
+				e := expectOutcome(t, r, dst, sport, event.ResultAborted, 0)
+				checkWhy(t, e, event.Why{})
+			})
+		}
+	})
+}

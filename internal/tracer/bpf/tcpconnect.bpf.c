@@ -1349,6 +1349,21 @@ int tcpconnect_syn_out(struct __sk_buff *skb)
 	return 1;
 }
 
+/* Is the IP header at ip from attempt a's source address? */
+static __always_inline bool from_saddr(const struct event *a, const unsigned char *ip)
+{
+	__u8 src[16];
+
+	if (a->family == AF_INET) {
+		if (bpf_probe_read_kernel(src, 4, ip + 12))
+			return false;
+		return *(__u32 *)src == *(const __u32 *)a->saddr;
+	}
+	if (bpf_probe_read_kernel(src, 16, ip + 8))
+		return false;
+	return same16(src, a->saddr);
+}
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reason)
 {
@@ -1357,7 +1372,8 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 	unsigned char *head;
 	struct event *a;
 	__u8 flags = 0;
-	__u16 th;
+	__u16 th, dport;
+	__u16 ports[2];
 	__u64 key;
 
 	/* First checks, for every dropped packet: an attempt is pending,
@@ -1387,6 +1403,19 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 		return 0;
 	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
 		return 0;
+	/* Our SYN, going out, not one coming in: early demux also hands the
+	 * socket any incoming segment with its tuple, and anyone who knows
+	 * the tuple can send a bare SYN with a bad checksum that the kernel
+	 * drops (and ignores). Outgoing, the ports are ours: source a's
+	 * port, destination the peer's (after NAT, if any). Only when the
+	 * two ports are equal do the addresses tell the directions apart. */
+	if (bpf_probe_read_kernel(ports, sizeof(ports), head + th))
+		return 0;
+	dport = a->why & WHY_NAT ? a->nat_dport : a->dport;
+	if (bpf_ntohs(ports[0]) != a->sport || bpf_ntohs(ports[1]) != dport)
+		return 0;
+	if (a->sport == dport && !from_saddr(a, head + skb->network_header))
+		return 0;
 
 	a->drop_reason = reason;
 	a->why |= WHY_DROPPED;
@@ -1396,6 +1425,7 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 }
 
 #define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
 #define ICMP_TIME_EXCEEDED 11
 #define ICMPV6_DEST_UNREACH 1
 #define ICMPV6_TIME_EXCEED 3
@@ -1440,6 +1470,10 @@ int BPF_PROG(tcpconnect_icmp, struct sk_buff *skb)
 		if (bpf_probe_read_kernel(&ih, sizeof(ih), data + off))
 			return 0;
 		if (ih.type != ICMP_DEST_UNREACH && ih.type != ICMP_TIME_EXCEEDED)
+			return 0;
+		/* Fragmentation needed: path MTU discovery, never why a
+		 * SYN failed (as ICMPv6 Packet Too Big, type 2, not kept). */
+		if (ih.type == ICMP_DEST_UNREACH && ih.code == ICMP_FRAG_NEEDED)
 			return 0;
 		off += sizeof(ih);
 		if (bpf_probe_read_kernel(&in, sizeof(in), data + off) || in.protocol != IPPROTO_TCP)
