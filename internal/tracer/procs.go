@@ -136,33 +136,64 @@ func splitArgs(raw []byte, total int) (args []string, cut bool) {
 }
 
 // procCache holds the processes that the kernel sent, by PID, each with
-// the exec it describes. Bounded: when full, the oldest half goes (the
-// kernel's map is the fallback for what was dropped).
+// the exec it describes. Bounded in entries and in bytes: when either
+// bound is reached, the oldest half goes (the kernel's map is the
+// fallback for what was dropped). The bytes bound matters: any user can
+// run many processes with a command line of 2048 empty arguments, each
+// then 2049 strings (~33 KB); at the entry bound alone that is gigabytes.
 type procCache struct {
-	m     map[uint32]*event.Process
-	ids   map[uint32]uint64
-	order []uint32
-	max   int
+	m        map[uint32]*event.Process
+	ids      map[uint32]uint64
+	costs    map[uint32]int
+	order    []uint32
+	max      int
+	maxBytes int
+	bytes    int
 }
 
-func newProcCache(max int) *procCache {
-	return &procCache{m: map[uint32]*event.Process{}, ids: map[uint32]uint64{}, max: max}
+// procCacheBytes bounds the memory of a procCache: the DaemonSet runs in
+// 256 MiB.
+const procCacheBytes = 32 << 20
+
+func newProcCache(max, maxBytes int) *procCache {
+	return &procCache{m: map[uint32]*event.Process{}, ids: map[uint32]uint64{}, costs: map[uint32]int{}, max: max, maxBytes: maxBytes}
+}
+
+// procCost estimates what p holds in memory: its strings, a string
+// header per argument, and the maps' share.
+func procCost(p *event.Process) int {
+	const entry = 128
+	if p == nil {
+		return entry
+	}
+	n := entry + len(p.Exe) + len(p.ParentComm) + len(p.ParentExe) + 16*len(p.Args)
+	for _, a := range p.Args {
+		n += len(a)
+	}
+	return n
 }
 
 func (c *procCache) put(pid uint32, execID uint64, p *event.Process) {
-	if _, ok := c.m[pid]; !ok {
-		if len(c.order) >= c.max {
-			drop := c.order[:len(c.order)/2]
-			for _, old := range drop {
-				delete(c.m, old)
-				delete(c.ids, old)
-			}
-			c.order = append(c.order[:0], c.order[len(drop):]...)
-		}
+	cost := procCost(p)
+	if old, ok := c.costs[pid]; ok {
+		c.bytes -= old
+	} else {
 		c.order = append(c.order, pid)
 	}
 	c.m[pid] = p
 	c.ids[pid] = execID
+	c.costs[pid] = cost
+	c.bytes += cost
+	for len(c.order) > 1 && (len(c.order) > c.max || c.bytes > c.maxBytes) {
+		drop := c.order[:len(c.order)/2]
+		for _, old := range drop {
+			c.bytes -= c.costs[old]
+			delete(c.m, old)
+			delete(c.ids, old)
+			delete(c.costs, old)
+		}
+		c.order = append(c.order[:0], c.order[len(drop):]...)
+	}
 }
 
 func (c *procCache) get(pid uint32, execID uint64) *event.Process {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
 )
 
 // TestProcLayout: the Go side's bounds are the object's.
@@ -68,7 +70,7 @@ func TestSplitArgs(t *testing.T) {
 }
 
 func TestProcCacheBounded(t *testing.T) {
-	c := newProcCache(4)
+	c := newProcCache(4, 1<<20)
 	for pid := range uint32(10) {
 		c.put(pid, uint64(pid)+100, nil)
 	}
@@ -80,5 +82,38 @@ func TestProcCacheBounded(t *testing.T) {
 	}
 	if c.get(9, 1) != nil || c.ids[9] != 109 {
 		t.Error("an entry of another exec matched")
+	}
+}
+
+// TestProcCacheBytesBounded: processes with the most expensive command
+// line the kernel sends (2048 empty arguments) do not grow the cache
+// past its bytes bound, at any count.
+func TestProcCacheBytesBounded(t *testing.T) {
+	const maxBytes = 4 << 20
+	c := newProcCache(65536, maxBytes)
+	raw := make([]byte, argsMax)
+	for pid := range uint32(20000) {
+		args, _ := splitArgs(raw, len(raw))
+		c.put(pid, uint64(pid), &event.Process{Exe: "/usr/bin/x", Args: args})
+		if c.bytes > maxBytes {
+			t.Fatalf("after %d processes: %d bytes, bound %d", pid+1, c.bytes, maxBytes)
+		}
+	}
+	if len(c.m) != len(c.order) || len(c.m) != len(c.costs) || len(c.m) < 2 {
+		t.Errorf("entries %d, order %d, costs %d", len(c.m), len(c.order), len(c.costs))
+	}
+	// Replacing an entry keeps the count right.
+	before := c.bytes
+	last := c.order[len(c.order)-1]
+	c.put(last, 1, nil)
+	if c.bytes >= before {
+		t.Errorf("replacing a process by a smaller one: %d bytes, was %d", c.bytes, before)
+	}
+	var sum int
+	for _, n := range c.costs {
+		sum += n
+	}
+	if sum != c.bytes {
+		t.Errorf("bytes %d, sum of costs %d", c.bytes, sum)
 	}
 }

@@ -288,7 +288,7 @@ func Open(cfg Config) (*Tracer, error) {
 		// After the attach: a process that execs or forks from now on is
 		// entered by the kernel, which the /proc entry then leaves alone.
 		fillFromProcfs(objs.shared.Procs, cfg.Exe, logf)
-		t.procs = newProcCache(int(objs.shared.Procs.MaxEntries()))
+		t.procs = newProcCache(int(objs.shared.Procs.MaxEntries()), procCacheBytes)
 	}
 	return t, nil
 }
