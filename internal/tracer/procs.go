@@ -94,9 +94,10 @@ func exeComponents(path string) (enc []byte, ok bool) {
 	return enc, len(enc) <= ExeMax && len(parts) <= pathDepth
 }
 
-// pathDepth is PATH_DEPTH: the kernel's walk takes at most this many
-// steps (names and mount crossings).
-const pathDepth = 64
+// pathDepth is how many levels (names and mount crossings) a path the
+// kernel keeps whole may have: its walk takes PATH_DEPTH steps, and the
+// last one is needed to find the root.
+const pathDepth = int(tcpconnectLimitsPATH_DEPTH) - 1
 
 // exePath decodes struct proc's exe.
 func exePath(enc []byte, flags uint8) string {

@@ -285,3 +285,69 @@ func TestProcessMemfd(t *testing.T) {
 		t.Errorf("process %+v, want exe /memfd:tcpconnect-test", e.Proc)
 	}
 }
+
+// TestProcessPathDepth: a program whose path has pathDepth levels
+// (directories and mount crossings) is named whole, one level deeper is
+// cut and marked; exeComponents (--exe) agrees with the kernel on both.
+func TestProcessPathDepth(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	ap := listen(t, "tcp4", "127.0.0.1:0")
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, Config{Backend: BackendAuto, Processes: true})
+	for _, depth := range []int{pathDepth, pathDepth + 1} {
+		t.Run(strconv.Itoa(depth), func(t *testing.T) {
+			dir := base
+			for pathLevels(t, filepath.Join(dir, "x")) < depth {
+				dir = filepath.Join(dir, "d")
+			}
+			path := testutil.CopyTestBinary(t, dir, "x")
+			if got := pathLevels(t, path); got != depth {
+				t.Fatalf("%s has %d levels, want %d", path, got, depth)
+			}
+			argv := []string{"x"}
+			ch := testutil.StartChild(t, ap, testutil.ExecChild{Path: path, Argv: argv})
+			res := ch.Result()
+			e := r.wait(t, 2*time.Second, "child", bySport(res.Sport, ap.Port()))
+			if e.Proc == nil {
+				t.Fatalf("event of pid %d has no process", e.PID)
+			}
+			_, whole := exeComponents(path)
+			if depth <= pathDepth {
+				if e.Proc.Exe != path || !whole {
+					t.Errorf("exe %q (--exe takes it: %v), want %q whole", e.Proc.Exe, whole, path)
+				}
+			} else {
+				if !strings.HasPrefix(e.Proc.Exe, ".../") || !strings.HasSuffix(path, e.Proc.Exe[3:]) || whole {
+					t.Errorf("exe %q (--exe takes it: %v), want the end of %q, cut", e.Proc.Exe, whole, path)
+				}
+			}
+		})
+	}
+}
+
+// pathLevels counts the steps of the kernel's walk up path below the
+// root: one per component, and one more at each mount point crossed.
+func pathLevels(t *testing.T, path string) int {
+	t.Helper()
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts := map[string]bool{}
+	for _, line := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(line); len(f) > 4 {
+			mounts[f[4]] = true
+		}
+	}
+	n := 0
+	for p := path; p != "/"; p = filepath.Dir(p) {
+		n++
+		if mounts[p] {
+			n++
+		}
+	}
+	return n
+}

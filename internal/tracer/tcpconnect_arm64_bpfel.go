@@ -98,7 +98,8 @@ const (
 type tcpconnectLimits uint32
 
 const (
-	tcpconnectLimitsMAX_PORTS tcpconnectLimits = 64
+	tcpconnectLimitsMAX_PORTS  tcpconnectLimits = 64
+	tcpconnectLimitsPATH_DEPTH tcpconnectLimits = 64
 )
 
 type tcpconnectOutcome uint32

@@ -14,6 +14,10 @@
  * enum): a port list (-P, --metrics-ports) fills one of the port maps. */
 enum limits {
 	MAX_PORTS = 64,
+	/* Steps of the walk up an executable's path (struct proc): one per
+	 * directory and per mount crossing, and the last one finds the root,
+	 * so a path of PATH_DEPTH - 1 levels is complete. */
+	PATH_DEPTH = 64,
 };
 
 /* What a record on the ring buffer is: its first byte, in every record,
@@ -224,12 +228,11 @@ enum stat_index {
 /* The executable's path, as the process's mount namespace and root see
  * it, is stored as its components from the leaf up, each ending in a NUL
  * (user space reverses them). A path is complete when it fits in
- * EXE_MAX - EXE_NAME_MAX bytes and PATH_DEPTH steps (directories and
- * mount crossings); otherwise PROC_EXE_CUT is set and the components
+ * EXE_MAX - EXE_NAME_MAX bytes and PATH_DEPTH - 1 levels (directories and
+ * mount crossings: enum limits); otherwise PROC_EXE_CUT is set and the components
  * nearest the root are missing. */
 #define EXE_MAX 1024
 #define EXE_NAME_MAX 256 /* NAME_MAX + its NUL */
-#define PATH_DEPTH 64
 /* Bytes of the command line kept (mm->arg_start .. arg_end, NUL
  * separated, as in /proc/PID/cmdline); args_len says how long it was. */
 #define ARGS_MAX 2048
