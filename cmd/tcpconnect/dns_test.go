@@ -163,3 +163,74 @@ func TestDNSNames(t *testing.T) {
 	}
 	p.stop(t, syscall.SIGINT)
 }
+
+// TestDNSNameDiesWithItsNamespace: a name resolved in a network
+// namespace that is gone is not shown for connects from a new namespace
+// that got the same inode number (the kernel hands out the lowest free
+// one, so the next container often gets a number that was just freed).
+// Names are keyed by the namespace's cookie, which is never reused.
+func TestDNSNameDiesWithItsNamespace(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	const port = 9 // nothing listens: refused, but the attempt shows
+	p := startTool(t, "-d", "--json", "-P", strconv.Itoa(port))
+	target := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	connect := func(ns *testutil.NetNS) map[string]any {
+		t.Helper()
+		var sport uint16
+		if err := ns.Do(func() error {
+			sport, _ = testutil.ConnectRaw(target)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return decodeJSON(t, p.waitLine(t, fmt.Sprintf(`"sport":%d,"daddr":"127.0.0.1","dport":%d`, sport, port)))
+	}
+
+	// In namespace a: steer.test is 127.0.0.1, served and asked inside a.
+	a := testutil.NewNetNS(t)
+	oldIno := a.Inode()
+	srv := &dns.Server{Net: "udp", Handler: dns.HandlerFunc(serveZone)}
+	if err := a.Do(func() error {
+		var err error
+		srv.PacketConn, err = net.ListenPacket("udp", "127.0.0.1:53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go srv.ActivateAndServe()
+	if err := a.Do(func() error {
+		m := new(dns.Msg)
+		m.SetQuestion("steer.test.", dns.TypeA)
+		_, _, err := (&dns.Client{Net: "udp", Timeout: 2 * time.Second}).Exchange(m, "127.0.0.1:53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := connect(a); ev["daddr_name"] != "steer.test" {
+		t.Fatalf("in the namespace that resolved it: daddr_name %v, want steer.test", ev["daddr_name"])
+	}
+	// Namespace a goes: its last socket closed, its fd released.
+	srv.Shutdown()
+	a.Close()
+
+	// New namespaces until one gets a's inode number: lower free numbers
+	// are taken and held; a's comes back once the kernel has freed it.
+	var b *testutil.NetNS
+	for deadline := time.Now().Add(20 * time.Second); b == nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no new network namespace got inode %d back within 20 s", oldIno)
+		}
+		n := testutil.NewNetNS(t)
+		switch {
+		case n.Inode() == oldIno:
+			b = n
+		case n.Inode() > oldIno:
+			n.Close()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if ev := connect(b); ev["daddr_name"] != nil {
+		t.Errorf("a new namespace with the inode of one that is gone shows its name: %v", ev["daddr_name"])
+	}
+	p.stop(t, syscall.SIGINT)
+}

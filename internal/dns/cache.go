@@ -41,9 +41,12 @@ const MaxQueries = 4096
 type Message struct {
 	// Socket identifies the socket (its kernel cookie).
 	Socket uint64
-	// Netns and UID are the socket's network namespace (inode) and the
-	// user who created it.
-	Netns, UID uint32
+	// Netns is the socket's network namespace: its cookie, which, unlike
+	// its inode number, no later namespace reuses (a name must not pass
+	// from a container that is gone to the next one). UID is the user
+	// who created the socket.
+	Netns uint64
+	UID   uint32
 	// Server is a query's destination or an answer's source.
 	Server netip.AddrPort
 	// Query says the socket sent the message; else it received it.
@@ -76,8 +79,9 @@ type Cache struct {
 }
 
 type nameKey struct {
-	netns, uid uint32
-	addr       netip.Addr
+	netns uint64
+	uid   uint32
+	addr  netip.Addr
 }
 
 type entry struct {
@@ -97,9 +101,10 @@ type queryKey struct {
 
 // waiting is a query that waits for its answer.
 type waiting struct {
-	key        queryKey
-	netns, uid uint32
-	expires    time.Time
+	key     queryKey
+	netns   uint64
+	uid     uint32
+	expires time.Time
 }
 
 // NewCache returns a cache of at most size names.
@@ -130,7 +135,7 @@ func (c *Cache) Counts() (seen, answered, dropped uint64) {
 
 // Lookup returns the name that addr was last answered for to a socket of
 // user uid in network namespace netns, if that answer has not expired.
-func (c *Cache) Lookup(netns, uid uint32, addr netip.Addr) (string, bool) {
+func (c *Cache) Lookup(netns uint64, uid uint32, addr netip.Addr) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := nameKey{netns: netns, uid: uid, addr: addr.Unmap()}

@@ -175,7 +175,7 @@ func TestOnlyAnswersToQueries(t *testing.T) {
 			if err := c.Observe(&m); !errors.Is(err, ErrUnsolicited) {
 				t.Errorf("Observe = %v, want ErrUnsolicited", err)
 			}
-			for _, netns := range []uint32{sock.Netns, m.Netns} {
+			for _, netns := range []uint64{sock.Netns, m.Netns} {
 				if name, ok := c.Lookup(netns, sock.UID, netip.MustParseAddr("127.0.0.1")); ok {
 					t.Errorf("named %q", name)
 				}

@@ -90,6 +90,10 @@ type Event struct {
 	// NetnsIno and MntnsIno are the inode numbers of the task's network
 	// and mount namespaces (stat -L /proc/PID/ns/net).
 	NetnsIno, MntnsIno uint32
+	// NetnsCookie identifies the network namespace for the whole boot:
+	// inode numbers are reused once a namespace is gone. Not printed;
+	// what -d's names are keyed by.
+	NetnsCookie uint64
 	// Comm is the thread's name as the kernel holds it: untrusted bytes,
 	// NUL-padded. Use CommBytes.
 	Comm         [16]byte

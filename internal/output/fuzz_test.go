@@ -20,7 +20,7 @@ func (h hostile) Lookup(uint64) (string, string) { return h.path, cgroups.Contai
 
 type hostileNames struct{ name string }
 
-func (h hostileNames) Lookup(uint32, uint32, netip.Addr) (string, bool) { return h.name, true }
+func (h hostileNames) Lookup(uint64, uint32, netip.Addr) (string, bool) { return h.name, true }
 
 func fuzzEvent(comm []byte) *event.Event {
 	e := sampleEvent()

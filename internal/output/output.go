@@ -67,10 +67,10 @@ type CgroupNamer interface {
 }
 
 // AddrNamer gives the host name that an address was resolved from, by
-// a socket of user uid in network namespace netns (a connect is named
+// a socket of user uid in network namespace netns (its cookie: a connect is named
 // only by what its own namespace and user resolved).
 type AddrNamer interface {
-	Lookup(netns, uid uint32, addr netip.Addr) (string, bool)
+	Lookup(netns uint64, uid uint32, addr netip.Addr) (string, bool)
 }
 
 // lookupCgroup is Cgroups.Lookup, tolerating a nil namer.
@@ -390,7 +390,7 @@ func (t *Table) Event(e *event.Event) error {
 	}
 	if t.opts.Names != nil {
 		s = len(b)
-		if name, ok := t.opts.Names.Lookup(e.NetnsIno, e.UID, e.Daddr); ok {
+		if name, ok := t.opts.Names.Lookup(e.NetnsCookie, e.UID, e.Daddr); ok {
 			b = appendEscaped(b, unsafeBytes(name))
 		} else {
 			b = append(b, '-')
@@ -563,7 +563,7 @@ func (j *JSON) Event(e *event.Event) error {
 	b = strconv.AppendUint(b, uint64(e.Dport), 10)
 	if j.opts.Names != nil {
 		b = append(b, `,"daddr_name":`...)
-		if name, ok := j.opts.Names.Lookup(e.NetnsIno, e.UID, e.Daddr); ok {
+		if name, ok := j.opts.Names.Lookup(e.NetnsCookie, e.UID, e.Daddr); ok {
 			j.scratch = appendEscaped(j.scratch[:0], unsafeBytes(name))
 			b = appendJSONString(b, j.scratch)
 		} else {

@@ -284,7 +284,7 @@ func TestTableContainerAndExtended(t *testing.T) {
 // fakeNames knows one destination.
 type fakeNames struct{}
 
-func (fakeNames) Lookup(_, _ uint32, a netip.Addr) (string, bool) {
+func (fakeNames) Lookup(_ uint64, _ uint32, a netip.Addr) (string, bool) {
 	if a == netip.MustParseAddr("93.184.216.34") {
 		return "example.test\x1b", true
 	}

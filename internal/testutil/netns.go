@@ -145,9 +145,17 @@ func setupNewNetNS() error {
 	return nil
 }
 
+// Close releases the namespace before the test ends: once nothing else
+// holds it (no socket, no process in it), the kernel frees it. It may be
+// called more than once.
+func (n *NetNS) Close() { n.close() }
+
 func (n *NetNS) close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.closed {
+		return // its fd number may already be another file's
+	}
 	// The nftables conn is transient (a socket per operation), so there is
 	// nothing to close; its table goes away with the namespace.
 	n.nft = nil

@@ -97,6 +97,7 @@ func decodeEvent(r *tcpconnectEvent, c clock, reasons *dropReasons, e *event.Eve
 	e.PIDNsPID = r.PidNsPid
 	e.CgroupID = r.CgroupId
 	e.NetnsIno = r.NetnsIno
+	e.NetnsCookie = r.NetnsCookie
 	e.MntnsIno = r.MntnsIno
 	e.Errno = unix.Errno(r.Err)
 	e.Sport = r.Sport
@@ -184,9 +185,10 @@ func resultOf(outcome tcpconnectOutcome, errno unix.Errno) event.Result {
 type DNSMessage struct {
 	// Socket is the socket's cookie: unique while the host runs.
 	Socket uint64
-	// Netns and UID are the network namespace (inode) and the user of the
-	// task that created the socket.
-	Netns, UID uint32
+	// Netns is the network namespace (its cookie, never reused) and UID
+	// the user of the task that created the socket.
+	Netns uint64
+	UID   uint32
 	// Server is a query's destination or an answer's source.
 	Server netip.AddrPort
 	Query  bool
@@ -211,7 +213,7 @@ func decodeDNS(raw []byte, m *DNSMessage) bool {
 		return false
 	}
 	m.Socket = r.SockCookie
-	m.Netns = r.NetnsIno
+	m.Netns = r.NetnsCookie
 	m.UID = r.Uid
 	m.TCP = r.Tcp != 0
 	m.Query = r.Query != 0

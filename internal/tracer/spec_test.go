@@ -172,12 +172,12 @@ func TestDecode(t *testing.T) {
 // TestDNSRecord: a DNS record's message is bounded by its buffer, whatever
 // its length field says.
 func TestDNSRecord(t *testing.T) {
-	r := &tcpconnectDnsRecord{Kind: uint8(recordDNS), Tcp: 1, Query: 1, Len: 3, Family: afInet, Port: 53, SockCookie: 7, NetnsIno: 9, Uid: 11}
+	r := &tcpconnectDnsRecord{Kind: uint8(recordDNS), Tcp: 1, Query: 1, Len: 3, Family: afInet, Port: 53, SockCookie: 7, NetnsIno: 9, NetnsCookie: 1 << 40, Uid: 11}
 	copy(r.Addr[:], []byte{127, 0, 0, 53})
 	copy(r.Msg[:], "abc")
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(r)), unsafe.Sizeof(*r))
 	var m DNSMessage
-	if !decodeDNS(raw, &m) || string(m.Msg) != "abc" || !m.TCP || !m.Query || m.Socket != 7 || m.Netns != 9 || m.UID != 11 ||
+	if !decodeDNS(raw, &m) || string(m.Msg) != "abc" || !m.TCP || !m.Query || m.Socket != 7 || m.Netns != 1<<40 || m.UID != 11 ||
 		m.Server != netip.MustParseAddrPort("127.0.0.53:53") {
 		t.Errorf("got %+v", m)
 	}

@@ -36,54 +36,56 @@ type tcpconnectCountKey struct {
 }
 
 type tcpconnectDnsRecord struct {
-	_          structs.HostLayout
-	Kind       uint8
-	Tcp        uint8
-	Query      uint8
-	Pad0       uint8
-	Len        uint32
-	SockCookie uint64
-	Addr       [16]uint8
-	NetnsIno   uint32
-	Uid        uint32
-	Port       uint16
-	Family     uint16
-	Pad1       uint32
-	Msg        [1024]uint8
+	_           structs.HostLayout
+	Kind        uint8
+	Tcp         uint8
+	Query       uint8
+	Pad0        uint8
+	Len         uint32
+	SockCookie  uint64
+	Addr        [16]uint8
+	NetnsIno    uint32
+	Uid         uint32
+	Port        uint16
+	Family      uint16
+	Pad1        uint32
+	NetnsCookie uint64
+	Msg         [1024]uint8
 }
 
 type tcpconnectEvent struct {
-	_          structs.HostLayout
-	Kind       uint8
-	Outcome    uint8
-	Family     uint16
-	Sport      uint16
-	Dport      uint16
-	StartNs    uint64
-	LatencyNs  uint64
-	CgroupId   uint64
-	Saddr      [16]uint8
-	Daddr      [16]uint8
-	Pid        uint32
-	Tid        uint32
-	Uid        uint32
-	Err        int32
-	Ppid       uint32
-	PidNsPid   uint32
-	NetnsIno   uint32
-	MntnsIno   uint32
-	Comm       [16]int8
-	NatDaddr   [16]uint8
-	IcmpFrom   [16]uint8
-	SynSkb     uint64
-	DropReason uint32
-	NatDport   uint16
-	SynSent    uint16
-	IcmpType   uint8
-	IcmpCode   uint8
-	Why        uint8
-	PadWhy     [5]uint8
-	ExecId     uint64
+	_           structs.HostLayout
+	Kind        uint8
+	Outcome     uint8
+	Family      uint16
+	Sport       uint16
+	Dport       uint16
+	StartNs     uint64
+	LatencyNs   uint64
+	CgroupId    uint64
+	Saddr       [16]uint8
+	Daddr       [16]uint8
+	Pid         uint32
+	Tid         uint32
+	Uid         uint32
+	Err         int32
+	Ppid        uint32
+	PidNsPid    uint32
+	NetnsIno    uint32
+	MntnsIno    uint32
+	Comm        [16]int8
+	NetnsCookie uint64
+	NatDaddr    [16]uint8
+	IcmpFrom    [16]uint8
+	SynSkb      uint64
+	DropReason  uint32
+	NatDport    uint16
+	SynSent     uint16
+	IcmpType    uint8
+	IcmpCode    uint8
+	Why         uint8
+	PadWhy      [5]uint8
+	ExecId      uint64
 }
 
 type tcpconnectLatencySlot uint32
@@ -168,9 +170,10 @@ const (
 )
 
 type tcpconnectSockOwner struct {
-	_        structs.HostLayout
-	NetnsIno uint32
-	Uid      uint32
+	_           structs.HostLayout
+	NetnsIno    uint32
+	Uid         uint32
+	NetnsCookie uint64
 }
 
 type tcpconnectStatIndex uint32

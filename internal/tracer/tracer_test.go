@@ -402,6 +402,15 @@ func TestNetnsVeth(t *testing.T) {
 			if e.Saddr != cliAddrs[i].Addr() || e.Daddr != dropped.Addr() || e.Sport == 0 {
 				t.Errorf("unanswered attempt: %+v", e)
 			}
+			// The namespace: its inode, and its cookie as the socket
+			// itself reports it (SO_NETNS_COOKIE).
+			cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uint64(e.NetnsIno) != client.Inode() || e.NetnsCookie != cookie {
+				t.Errorf("netns inode %d cookie %d, want %d and %d", e.NetnsIno, e.NetnsCookie, client.Inode(), cookie)
+			}
 			t.Logf("unanswered attempt reported %v after connect()", time.Since(began))
 			unix.Close(fd)
 		}

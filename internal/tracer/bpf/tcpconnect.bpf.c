@@ -378,6 +378,7 @@ static __always_inline void fill_task(struct event *e)
 	e->ppid = task->real_parent->tgid;
 	e->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
 	e->netns_ino = task->nsproxy->net_ns->ns.inum;
+	e->netns_cookie = task->nsproxy->net_ns->net_cookie;
 	e->mntns_ino = task->nsproxy->mnt_ns->ns.inum;
 	e->pid_ns_pid = pid_in_own_ns(task);
 	e->exec_id = 0;
@@ -1131,6 +1132,7 @@ int tcpconnect_dns_sock(struct bpf_sock *sk)
 		return 1;
 	task = bpf_get_current_task_btf();
 	o->netns_ino = task->nsproxy->net_ns->ns.inum;
+	o->netns_cookie = task->nsproxy->net_ns->net_cookie;
 	o->uid = (__u32)bpf_get_current_uid_gid();
 	return 1;
 }
@@ -1232,6 +1234,7 @@ static __always_inline int dns_packet(struct __sk_buff *skb, bool query)
 	rec->sock_cookie = bpf_get_socket_cookie(skb);
 	__builtin_memcpy(rec->addr, addr, sizeof(rec->addr));
 	rec->netns_ino = owner->netns_ino;
+	rec->netns_cookie = owner->netns_cookie;
 	rec->uid = owner->uid;
 	rec->port = 53;
 	rec->family = family;

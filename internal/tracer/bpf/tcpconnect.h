@@ -74,6 +74,10 @@ struct event {
 	__u32 netns_ino;  /* network namespace inode (stat -L /proc/PID/ns/net) */
 	__u32 mntns_ino;  /* mount namespace inode */
 	char comm[TASK_COMM_LEN];
+	/* The network namespace's cookie: unlike its inode number, never
+	 * reused while the host runs (a new namespace gets the lowest free
+	 * inode number, often a namespace's that just went). */
+	__u64 netns_cookie;
 
 	/* ---- why: what happened to the attempt's SYNs (outcome mode) ----
 	 * Filled while the attempt is in map attempts, by the packet hooks
@@ -152,6 +156,7 @@ struct dns_record {
 	__u16 port;        /* the server's port */
 	__u16 family;      /* AF_INET or AF_INET6 */
 	__u32 _pad1;
+	__u64 netns_cookie; /* that namespace's cookie (struct event) */
 	__u8 msg[DNS_MAX];
 };
 
@@ -161,6 +166,7 @@ struct dns_record {
 struct sock_owner {
 	__u32 netns_ino;
 	__u32 uid;
+	__u64 netns_cookie;
 };
 
 /* Key of the in-kernel counts of -c. */
