@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,19 +26,44 @@ import (
 // containerd and CRI (cri-containerd-<id>.scope), cri-o (crio-<id>.scope),
 // podman (libpod-<id>.scope) and kubepods (…/pod<uid>/<id> with the
 // cgroupfs driver). A runtime's own helper scopes (libpod-conmon-…,
-// crio-conmon-…) are not containers. The innermost match wins.
+// crio-conmon-…) are not containers.
+//
+// The outermost match wins: what a container does inside its own cgroup
+// (systemd in it, a nested runtime, a cgroup named after another
+// container) cannot change which container it is. A bare id counts only
+// where runtimes put one: directly under /docker or a kubepods pod.
 func ContainerID(path string) string {
+	id, _ := containerMatch(path)
+	return id
+}
+
+// containerMatch returns the container id of path and the path of the
+// cgroup that names it ("" when none).
+func containerMatch(path string) (id, cgroup string) {
 	parts := strings.Split(path, "/")
-	for i := len(parts) - 1; i >= 0; i-- {
+	for i := range parts {
 		name := strings.TrimSuffix(parts[i], ".scope")
-		for _, prefix := range []string{"docker-", "cri-containerd-", "crio-", "libpod-", ""} {
-			id, ok := strings.CutPrefix(name, prefix)
-			if ok && isContainerID(id) {
-				return id
+		for _, prefix := range []string{"docker-", "cri-containerd-", "crio-", "libpod-"} {
+			if id, ok := strings.CutPrefix(name, prefix); ok && isContainerID(id) {
+				return id, strings.Join(parts[:i+1], "/")
 			}
 		}
+		if isContainerID(parts[i]) && i > 0 && bareIDParent(parts[:i]) {
+			return parts[i], strings.Join(parts[:i+1], "/")
+		}
 	}
-	return ""
+	return "", ""
+}
+
+// bareIDParent says whether a cgroup under parents may be named by a bare
+// container id: docker's cgroupfs layout (/docker/<id>) and kubelet's
+// (/kubepods[/<qos>]/pod<uid>/<id>).
+func bareIDParent(parents []string) bool {
+	last := parents[len(parents)-1]
+	if last == "docker" {
+		return true
+	}
+	return strings.HasPrefix(last, "pod") && slices.Contains(parents, "kubepods")
 }
 
 func isContainerID(s string) bool {
@@ -64,6 +90,12 @@ func ID(dir string) (uint64, error) {
 // again (at most once a second) when it meets an id it does not know.
 type Resolver struct {
 	root string
+	// trustedUID owns the cgroups whose container ids are believed: root,
+	// which container runtimes run as. A subtree delegated to a user
+	// (user@UID.service, rootless containers) is theirs to name as they
+	// like, a cgroup called libpod-<another container's id> included:
+	// its path is shown, its container id is not.
+	trustedUID uint32
 
 	mu       sync.Mutex
 	byID     map[uint64]entry
@@ -98,6 +130,10 @@ func (r *Resolver) Lookup(id uint64) (path, container string) {
 
 func (r *Resolver) scanLocked() {
 	r.lastScan = time.Now()
+	// Owners of the cgroups seen so far: the walk visits a parent
+	// before its children, so the cgroup that names a container is here
+	// when its descendants are met.
+	owners := map[string]uint32{}
 	_ = filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil // cgroups come and go while we walk
@@ -111,7 +147,12 @@ func (r *Resolver) scanLocked() {
 			return nil
 		}
 		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, r.root), "/")
-		r.byID[st.Ino] = entry{path: rel, container: ContainerID(rel)}
+		owners[rel] = st.Uid
+		id, named := containerMatch(rel)
+		if owner, ok := owners[named]; !ok || owner != r.trustedUID {
+			id = ""
+		}
+		r.byID[st.Ino] = entry{path: rel, container: id}
 		return nil
 	})
 }

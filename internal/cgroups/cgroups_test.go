@@ -26,6 +26,13 @@ func TestContainerID(t *testing.T) {
 		"/":                                                "",
 		"/docker-" + strings.ToUpper(id) + ".scope":        "",
 		"/docker-" + id[:63] + ".scope":                    "",
+		// The outermost match: a container cannot rename itself.
+		"/machine.slice/libpod-" + id + ".scope/libpod-" + strings.Repeat("f", 64) + ".scope": id,
+		"/system.slice/docker-" + id + ".scope/" + strings.Repeat("f", 64):                    id,
+		// A bare id only where runtimes put one.
+		"/user.slice/" + id:               "",
+		"/kubepods/besteffort/pod9/" + id: id,
+		"/kubepods/pod9/" + id:            id,
 	} {
 		if got := ContainerID(path); got != want {
 			t.Errorf("ContainerID(%q) = %q, want %q", path, got, want)
@@ -44,6 +51,7 @@ func TestResolverWalksATree(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := NewResolver(root)
+	r.trustedUID = uint32(os.Getuid()) // root in CI; whoever runs it otherwise
 	path, c := r.Lookup(ino)
 	if path != "/system.slice/docker-"+id+".scope" || c != id {
 		t.Errorf("Lookup = %q %q", path, c)
@@ -53,5 +61,45 @@ func TestResolverWalksATree(t *testing.T) {
 	}
 	if ids := r.Containers("ffff"); len(ids) != 0 {
 		t.Errorf("Containers(ffff) = %v", ids)
+	}
+}
+
+// TestResolverTrustsOnlyRootsCgroups: in a subtree that belongs to a user
+// (a delegated user@UID.service), a cgroup named after a container is
+// not that container: any user can make one and move into it.
+func TestResolverTrustsOnlyRootsCgroups(t *testing.T) {
+	if os.Getuid() != 0 {
+		// testutil.RequirePrivileged's rule; testutil imports this package.
+		if os.Getenv("TCPCONNECT_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatal("giving a directory to another user needs root")
+		}
+		t.Skip("SKIP: giving a directory to another user needs root")
+	}
+	root := t.TempDir()
+	delegated := filepath.Join(root, "user.slice", "user-65534.slice", "user@65534.service")
+	forged := filepath.Join(delegated, "app.slice", "libpod-"+id+".scope")
+	real := filepath.Join(root, "machine.slice", "libpod-"+id+".scope")
+	for _, d := range []string{forged, real} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{delegated, filepath.Dir(forged), forged} {
+		if err := os.Chown(d, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewResolver(root)
+	for dir, want := range map[string]string{forged: "", real: id} {
+		ino, err := ID(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, c := r.Lookup(ino); c != want {
+			t.Errorf("%s: container %q, want %q", dir, c, want)
+		}
+	}
+	if ids := r.Containers(id[:12]); len(ids) != 1 {
+		t.Errorf("Containers(%s) = %v: want only the real one", id[:12], ids)
 	}
 }
