@@ -6,10 +6,14 @@ import (
 	"github.com/tcpconnect/tcpconnect/internal/metrics"
 
 	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -192,4 +196,76 @@ func TestMetricsBasicAuth(t *testing.T) {
 		!strings.Contains(errb.String(), "--web.config.file") {
 		t.Errorf("broken web config: exit %d, stderr %q", code, errb.String())
 	}
+}
+
+// TestMetricsFloodLeavesTheScraper: a flood of connections from the node
+// itself (any local user) takes at most metrics.MaxConnsPerSource slots:
+// a scraper from elsewhere gets /healthz and /metrics during the flood.
+// The tool runs in a namespace of the test, whose peer namespace is the
+// scraper's "elsewhere".
+func TestMetricsFloodLeavesTheScraper(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	node, peer := testutil.NewNetNS(t), testutil.NewNetNS(t)
+	nodeAddr := netip.MustParsePrefix("10.233.0.1/24")
+	testutil.Veth(t, node, peer, []netip.Prefix{nodeAddr}, []netip.Prefix{netip.MustParsePrefix("10.233.0.2/24")})
+	p := startToolWith(t, func(c *exec.Cmd) error { return node.Do(c.Start) },
+		"--output", "none", "--metrics-addr", netip.AddrPortFrom(nodeAddr.Addr(), 0).String())
+	base := p.metricsURL(t)
+	addr := strings.TrimPrefix(base, "http://")
+	if ino, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", p.cmd.Process.Pid)); err != nil || ino != fmt.Sprintf("net:[%d]", node.Inode()) {
+		t.Fatalf("the tool runs in network namespace %s (%v), want the node's, %d", ino, err, node.Inode())
+	}
+
+	// The flood, from the node: to its own address and over loopback.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if err := node.Do(func() error {
+		for i := range 4 * metrics.MaxConns {
+			d := net.Dialer{Timeout: 500 * time.Millisecond}
+			if i%2 == 1 {
+				d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%200))}
+				// 127/8 reaches the node's address over lo, from any
+				// loopback source.
+			}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				continue // closed by the bound, or the queue is full
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("flood: %d connections open", len(conns))
+	time.Sleep(200 * time.Millisecond) // the server has accepted or closed each
+
+	// The scraper, from the peer namespace: every dial made there (the
+	// transport dials on goroutines of its own).
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, a string) (c net.Conn, err error) {
+			err = peer.Do(func() error {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, a)
+				return err
+			})
+			return c, err
+		},
+	}}
+	for _, path := range []string{"/healthz", "/metrics"} {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatalf("%s during a flood of %d connections from the node: %v", path, len(conns), err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || path == "/metrics" && !strings.Contains(string(body), "tcpconnect_events_lost_total") {
+			t.Errorf("%s during the flood: %s, %d bytes", path, resp.Status, len(body))
+		}
+	}
+	p.stop(t, syscall.SIGINT)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -87,12 +88,12 @@ func Serve(ctx context.Context, cfg ServerConfig, src Source) (*Server, error) {
 	if errLog == nil {
 		errLog = io.Discard
 	}
-	// Whoever can reach the port must not be able to starve the tool:
-	// connections beyond the bound are closed as soon as they are
+	// Whoever can reach the port must not be able to starve the tool nor
+	// the scraper: connections beyond the bounds are closed as soon as they are
 	// accepted (left in the accept queue, thousands of them would stand
 	// before the next scrape once a flood ends), and every connection,
 	// idle or slow, is closed within the timeouts.
-	bounded := &boundedListener{Listener: ln, slots: make(chan struct{}, MaxConns)}
+	bounded := &boundedListener{Listener: ln, slots: make(chan struct{}, MaxConns), perSource: MaxConnsPerSource, bySrc: map[netip.Addr]int{}}
 	s := &Server{
 		m: m,
 		srv: &http.Server{
@@ -183,14 +184,40 @@ func (r *sourceReader) detach() {
 }
 
 // MaxConns bounds the endpoint's open connections: a Prometheus server or
-// two, a kubelet probe, a person with curl.
-const MaxConns = 32
+// two, a kubelet probe, a person with curl. MaxConnsPerSource bounds
+// those of one source, so that whoever floods the port from one place
+// (every process on the node counts as one: loopback) leaves the others
+// their slots: the scraper and the probe, which come from elsewhere.
+const (
+	MaxConns          = 32
+	MaxConnsPerSource = 8
+)
 
-// boundedListener accepts at most cap(slots) connections at once and
-// closes the others at once.
+// boundedListener accepts at most cap(slots) connections at once, at most
+// perSource of them from one source, and closes the others at once.
 type boundedListener struct {
 	net.Listener
-	slots chan struct{}
+	slots     chan struct{}
+	perSource int
+
+	mu    sync.Mutex
+	bySrc map[netip.Addr]int
+}
+
+// source is what a peer's connections are counted by: its address; and
+// all of this host as one: loopback (any local user can bind any of
+// 127/8) and a connection from this host's own address to itself.
+func source(c net.Conn) netip.Addr {
+	remote, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	addr := remote.Addr().Unmap()
+	if addr.IsLoopback() || addr == local.Addr().Unmap() {
+		return netip.IPv6Loopback()
+	}
+	return addr
 }
 
 func (l *boundedListener) Accept() (net.Conn, error) {
@@ -199,12 +226,30 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.slots <- struct{}{}:
-			return &boundedConn{Conn: c, release: func() { <-l.slots }}, nil
-		default:
-			c.Close()
+		src := source(c)
+		l.mu.Lock()
+		ok := l.bySrc[src] < l.perSource
+		if ok {
+			select {
+			case l.slots <- struct{}{}:
+				l.bySrc[src]++
+			default:
+				ok = false
+			}
 		}
+		l.mu.Unlock()
+		if !ok {
+			c.Close()
+			continue
+		}
+		return &boundedConn{Conn: c, release: func() {
+			l.mu.Lock()
+			if l.bySrc[src]--; l.bySrc[src] == 0 {
+				delete(l.bySrc, src)
+			}
+			l.mu.Unlock()
+			<-l.slots
+		}}, nil
 	}
 }
 
