@@ -454,6 +454,12 @@ func appendWho(b []byte, p *event.Process) []byte {
 			b = append(b, `""`...)
 			continue
 		}
+		// A leading quote is escaped, so that `""` always means an empty
+		// argument and never the two characters.
+		if a[0] == '"' {
+			b = append(b, `\x22`...)
+			a = a[1:]
+		}
 		b = appendToken(b, a)
 	}
 	if p.ArgsCut {

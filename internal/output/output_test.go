@@ -394,6 +394,13 @@ func TestWho(t *testing.T) {
 		t.Errorf("COMM USER PCOMM in %q", lines[1])
 	}
 
+	// An empty argument and one that is two quotes differ.
+	e.Proc = &event.Process{Exe: "/bin/x", Args: []string{"x", "", `""`, `"a b"`}, ArgsLen: 12}
+	out = render(t, NewTable(nil, Options{Who: true}), e)
+	if want := ` /bin/x x "" \x22" \x22a\x20b"` + "\n"; !strings.HasSuffix(out, want) {
+		t.Errorf("row %q\nwant suffix %q", out, want)
+	}
+
 	// Unknown process, user without a name.
 	e.Proc, e.UID = nil, 7
 	out = render(t, NewTable(nil, Options{Who: true, Users: fakeUsers{}}), e)
