@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"golang.org/x/sys/unix"
 )
 
 // Bounds of what the kernel keeps of a process (bpf/tcpconnect.h).
@@ -278,20 +279,45 @@ func fillFromProcfs(m *ebpf.Map, exeFilter string, logf func(string, ...any)) {
 		if err != nil {
 			continue
 		}
+		// A pidfd pins the process whose /proc we read: if it exits
+		// at any point before its entry is in, the PID may already be
+		// another process's (forked by a parent we have not filled in,
+		// so the fork hook made it no entry), which must not get the
+		// gone one's exe and arguments.
+		pidfd, err := unix.PidfdOpen(int(pid), 0)
+		if err != nil {
+			continue // gone already
+		}
 		var p tcpconnectProc
 		if !readProcfs(uint32(pid), exeFilter, &p) {
+			unix.Close(pidfd)
 			continue
 		}
 		seq++
 		p.ExecId = 1<<63 | seq
 		err = m.Update(uint32(pid), &p, ebpf.UpdateNoExist)
-		if err == nil {
+		switch {
+		case err == nil && exited(pidfd):
+			var now tcpconnectProc
+			if m.Lookup(uint32(pid), &now) == nil && now.ExecId == p.ExecId {
+				_ = m.Delete(uint32(pid))
+			}
+		case err == nil:
 			filled++
-		} else if !errors.Is(err, ebpf.ErrKeyExist) {
+		case !errors.Is(err, ebpf.ErrKeyExist):
 			logf("remembering process %d: %v", pid, err)
 		}
+		unix.Close(pidfd)
 	}
 	logf("processes read from /proc: %d", filled)
+}
+
+// exited says whether the process of pidfd has exited: its pidfd is
+// then readable.
+func exited(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
 }
 
 // readProcfs fills p from /proc/PID; false for a kernel thread or a
