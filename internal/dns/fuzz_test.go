@@ -29,22 +29,7 @@ func FuzzObserve(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s, s)
 	}
-	f.Fuzz(func(t *testing.T, q, a []byte) {
-		c := NewCache(4)
-		m := sock
-		m.Msg = a
-		_ = c.Observe(&m)
-		if c.Len() != 0 {
-			t.Fatalf("an answer to no query made %d names", c.Len())
-		}
-		m.Query, m.Msg = true, q
-		_ = c.Observe(&m)
-		m.Query, m.Msg = false, a
-		_ = c.Observe(&m)
-		if c.Len() > 4 {
-			t.Errorf("cache of 4 holds %d", c.Len())
-		}
-	})
+	f.Fuzz(func(t *testing.T, q, a []byte) { observeAnswerThenPair(t, false, q, a) })
 }
 
 // FuzzObserveTCP: the same over TCP framing (two-byte lengths that may
@@ -56,20 +41,24 @@ func FuzzObserveTCP(f *testing.F) {
 		f.Add(seg, seg)
 		f.Add(seg[:len(seg)/2], append(seg, seg...))
 	}
-	f.Fuzz(func(t *testing.T, q, a []byte) {
-		c := NewCache(4)
-		m := sock
-		m.TCP, m.Msg = true, a
-		_ = c.Observe(&m)
-		if c.Len() != 0 {
-			t.Fatalf("an answer to no query made %d names", c.Len())
-		}
-		m.Query, m.Msg = true, q
-		_ = c.Observe(&m)
-		m.Query, m.Msg = false, a
-		_ = c.Observe(&m)
-		if c.Len() > 4 {
-			t.Errorf("cache of 4 holds %d", c.Len())
-		}
-	})
+	f.Fuzz(func(t *testing.T, q, a []byte) { observeAnswerThenPair(t, true, q, a) })
+}
+
+// observeAnswerThenPair feeds a alone (an answer to no query: it must
+// name nothing), then q as a query and a as its answer, to a cache of 4.
+func observeAnswerThenPair(t *testing.T, tcp bool, q, a []byte) {
+	c := NewCache(4)
+	m := sock
+	m.TCP, m.Msg = tcp, a
+	_ = c.Observe(&m)
+	if c.Len() != 0 {
+		t.Fatalf("an answer to no query made %d names", c.Len())
+	}
+	m.Query, m.Msg = true, q
+	_ = c.Observe(&m)
+	m.Query, m.Msg = false, a
+	_ = c.Observe(&m)
+	if c.Len() > 4 {
+		t.Errorf("cache of 4 holds %d", c.Len())
+	}
 }
