@@ -13,8 +13,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,8 +30,8 @@ import (
 //
 // The outermost match wins: what a container does inside its own cgroup
 // (systemd in it, a nested runtime, a cgroup named after another
-// container) cannot change which container it is. A bare id counts only
-// where runtimes put one: directly under /docker or a kubepods pod.
+// container) cannot change which container it is. A bare id is docker's
+// and kubelet's cgroupfs layout, and nerdctl's (/k8s.io/<id>, /default/<id>).
 func ContainerID(path string) string {
 	id, _ := containerMatch(path)
 	return id
@@ -48,22 +48,11 @@ func containerMatch(path string) (id, cgroup string) {
 				return id, strings.Join(parts[:i+1], "/")
 			}
 		}
-		if isContainerID(parts[i]) && i > 0 && bareIDParent(parts[:i]) {
+		if isContainerID(parts[i]) {
 			return parts[i], strings.Join(parts[:i+1], "/")
 		}
 	}
 	return "", ""
-}
-
-// bareIDParent says whether a cgroup under parents may be named by a bare
-// container id: docker's cgroupfs layout (/docker/<id>) and kubelet's
-// (/kubepods[/<qos>]/pod<uid>/<id>).
-func bareIDParent(parents []string) bool {
-	last := parents[len(parents)-1]
-	if last == "docker" {
-		return true
-	}
-	return strings.HasPrefix(last, "pod") && slices.Contains(parents, "kubepods")
 }
 
 func isContainerID(s string) bool {
@@ -90,11 +79,13 @@ func ID(dir string) (uint64, error) {
 // again (at most once a second) when it meets an id it does not know.
 type Resolver struct {
 	root string
-	// trustedUID owns the cgroups whose container ids are believed: root,
-	// which container runtimes run as. A subtree delegated to a user
-	// (user@UID.service, rootless containers) is theirs to name as they
-	// like, a cgroup called libpod-<another container's id> included:
-	// its path is shown, its container id is not.
+	// trustedUID owns the parents of the cgroups whose container ids are
+	// believed: root, which container runtimes run as. A subtree
+	// delegated to a user (user@UID.service, rootless containers) is
+	// theirs to name as they like, a cgroup called libpod-<another
+	// container's id> included: its path is shown, its container id is
+	// not. The parent, not the cgroup itself: runc hands a user-namespace
+	// container its own cgroup, but it made it in a cgroup of root's.
 	trustedUID uint32
 
 	mu       sync.Mutex
@@ -149,7 +140,7 @@ func (r *Resolver) scanLocked() {
 		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, r.root), "/")
 		owners[rel] = st.Uid
 		id, named := containerMatch(rel)
-		if owner, ok := owners[named]; !ok || owner != r.trustedUID {
+		if owner, ok := owners[path.Dir(named)]; !ok || owner != r.trustedUID {
 			id = ""
 		}
 		r.byID[st.Ino] = entry{path: rel, container: id}

@@ -29,10 +29,9 @@ func TestContainerID(t *testing.T) {
 		// The outermost match: a container cannot rename itself.
 		"/machine.slice/libpod-" + id + ".scope/libpod-" + strings.Repeat("f", 64) + ".scope": id,
 		"/system.slice/docker-" + id + ".scope/" + strings.Repeat("f", 64):                    id,
-		// A bare id only where runtimes put one.
-		"/user.slice/" + id:               "",
-		"/kubepods/besteffort/pod9/" + id: id,
-		"/kubepods/pod9/" + id:            id,
+		"/kubepods/besteffort/pod9/" + id:                                                     id,
+		"/kubepods/pod9/" + id:                                                                id,
+		"/k8s.io/" + id:                                                                       id,
 	} {
 		if got := ContainerID(path); got != want {
 			t.Errorf("ContainerID(%q) = %q, want %q", path, got, want)
@@ -78,19 +77,26 @@ func TestResolverTrustsOnlyRootsCgroups(t *testing.T) {
 	root := t.TempDir()
 	delegated := filepath.Join(root, "user.slice", "user-65534.slice", "user@65534.service")
 	forged := filepath.Join(delegated, "app.slice", "libpod-"+id+".scope")
+	forgedTop := filepath.Join(delegated, strings.Repeat("e", 64))
 	real := filepath.Join(root, "machine.slice", "libpod-"+id+".scope")
-	for _, d := range []string{forged, real} {
+	// A user-namespace container: runc made its cgroup in root's and
+	// gave it to the container's root.
+	userns := filepath.Join(root, "machine.slice", "libpod-"+strings.Repeat("a", 64)+".scope")
+	for _, d := range []string{forged, forgedTop, real, userns} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, d := range []string{delegated, filepath.Dir(forged), forged} {
+	for _, d := range []string{delegated, filepath.Dir(forged), forged, forgedTop} {
 		if err := os.Chown(d, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := os.Chown(userns, 100000, 100000); err != nil {
+		t.Fatal(err)
+	}
 	r := NewResolver(root)
-	for dir, want := range map[string]string{forged: "", real: id} {
+	for dir, want := range map[string]string{forged: "", forgedTop: "", real: id, userns: strings.Repeat("a", 64)} {
 		ino, err := ID(dir)
 		if err != nil {
 			t.Fatal(err)

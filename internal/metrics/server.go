@@ -202,23 +202,52 @@ type boundedListener struct {
 
 	mu    sync.Mutex
 	bySrc map[netip.Addr]int
+
+	// Only Accept's goroutine uses these.
+	localAddrs map[netip.Addr]bool
+	localRead  time.Time
 }
 
 // source is what a peer's connections are counted by: its address; and
 // all of this host as one: loopback (any local user can bind any of
-// 127/8) and a connection from this host's own address to itself.
-func source(c net.Conn) netip.Addr {
+// 127/8) and every address of the host's interfaces (docker0, cni0, …:
+// any local user can bind those too).
+func (l *boundedListener) source(c net.Conn) netip.Addr {
 	remote, err := netip.ParseAddrPort(c.RemoteAddr().String())
 	if err != nil {
 		return netip.Addr{}
 	}
 	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
 	addr := remote.Addr().Unmap()
-	if addr.IsLoopback() || addr == local.Addr().Unmap() {
+	if addr.IsLoopback() || addr == local.Addr().Unmap() || l.isLocal(addr) {
 		return netip.IPv6Loopback()
 	}
 	return addr
 }
+
+// isLocal says whether addr is one of the host's. The list is read
+// again when an address is not in it, at most every localAddrsEvery.
+func (l *boundedListener) isLocal(addr netip.Addr) bool {
+	if l.localAddrs[addr] {
+		return true
+	}
+	if time.Since(l.localRead) < localAddrsEvery {
+		return false
+	}
+	l.localRead = time.Now()
+	l.localAddrs = map[netip.Addr]bool{}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			l.localAddrs[p.Addr().Unmap()] = true
+		}
+	}
+	return l.localAddrs[addr]
+}
+
+// localAddrsEvery bounds how often a connection from an unknown address
+// makes the listener read the host's addresses.
+const localAddrsEvery = 10 * time.Second
 
 func (l *boundedListener) Accept() (net.Conn, error) {
 	for {
@@ -226,7 +255,7 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		src := source(c)
+		src := l.source(c)
 		l.mu.Lock()
 		ok := l.bySrc[src] < l.perSource
 		if ok {

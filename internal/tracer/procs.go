@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -178,10 +179,11 @@ func procCost(p *event.Process) int {
 func (c *procCache) put(pid uint32, execID uint64, p *event.Process) {
 	cost := procCost(p)
 	if old, ok := c.costs[pid]; ok {
+		// Now the newest: eviction must not take what was just put.
 		c.bytes -= old
-	} else {
-		c.order = append(c.order, pid)
+		c.order = slices.DeleteFunc(c.order, func(q uint32) bool { return q == pid })
 	}
+	c.order = append(c.order, pid)
 	c.m[pid] = p
 	c.ids[pid] = execID
 	c.costs[pid] = cost
@@ -285,12 +287,15 @@ func fillFromProcfs(m *ebpf.Map, exeFilter string, logf func(string, ...any)) {
 		// so the fork hook made it no entry), which must not get the
 		// gone one's exe and arguments.
 		pidfd, err := unix.PidfdOpen(int(pid), 0)
-		if err != nil {
+		switch {
+		case errors.Is(err, unix.ESRCH):
 			continue // gone already
+		case err != nil:
+			pidfd = -1 // no pidfds here (seccomp, gVisor): as before them
 		}
 		var p tcpconnectProc
 		if !readProcfs(uint32(pid), exeFilter, &p) {
-			unix.Close(pidfd)
+			closePidfd(pidfd)
 			continue
 		}
 		seq++
@@ -307,17 +312,26 @@ func fillFromProcfs(m *ebpf.Map, exeFilter string, logf func(string, ...any)) {
 		case !errors.Is(err, ebpf.ErrKeyExist):
 			logf("remembering process %d: %v", pid, err)
 		}
-		unix.Close(pidfd)
+		closePidfd(pidfd)
 	}
 	logf("processes read from /proc: %d", filled)
 }
 
 // exited says whether the process of pidfd has exited: its pidfd is
-// then readable.
+// then readable. Without a pidfd (-1) it cannot tell: false.
 func exited(pidfd int) bool {
+	if pidfd < 0 {
+		return false
+	}
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 	n, err := unix.Poll(fds, 0)
 	return err == nil && n > 0
+}
+
+func closePidfd(pidfd int) {
+	if pidfd >= 0 {
+		unix.Close(pidfd)
+	}
 }
 
 // readProcfs fills p from /proc/PID; false for a kernel thread or a

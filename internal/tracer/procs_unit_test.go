@@ -102,6 +102,12 @@ func TestProcCacheBytesBounded(t *testing.T) {
 	if len(c.m) != len(c.order) || len(c.m) != len(c.costs) || len(c.m) < 2 {
 		t.Errorf("entries %d, order %d, costs %d", len(c.m), len(c.order), len(c.costs))
 	}
+	// A replaced entry is the newest: a full cache keeps it.
+	first := c.order[0]
+	c.put(first, 7, &event.Process{Exe: "/bin/replaced"})
+	if c.order[len(c.order)-1] != first || c.get(first, 7) == nil {
+		t.Errorf("the replaced process %d is not the newest", first)
+	}
 	// Replacing an entry keeps the count right.
 	before := c.bytes
 	last := c.order[len(c.order)-1]

@@ -272,6 +272,7 @@ const (
 	tcpconnectVarFilterPid                         = "filter_pid"
 	tcpconnectVarFilterUid                         = "filter_uid"
 	tcpconnectVarHaveGetRetval                     = "have_get_retval"
+	tcpconnectVarHostNetnsIno                      = "host_netns_ino"
 	tcpconnectVarLastWakeupNs                      = "last_wakeup_ns"
 	tcpconnectVarLatencyBoundsNs                   = "latency_bounds_ns"
 	tcpconnectVarMetricsInKernel                   = "metrics_in_kernel"
@@ -402,6 +403,7 @@ type tcpconnectVariableSpecs struct {
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterUid         *ebpf.VariableSpec `ebpf:"filter_uid"`
 	HaveGetRetval     *ebpf.VariableSpec `ebpf:"have_get_retval"`
+	HostNetnsIno      *ebpf.VariableSpec `ebpf:"host_netns_ino"`
 	LastWakeupNs      *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	LatencyBoundsNs   *ebpf.VariableSpec `ebpf:"latency_bounds_ns"`
 	MetricsInKernel   *ebpf.VariableSpec `ebpf:"metrics_in_kernel"`
@@ -504,6 +506,7 @@ type tcpconnectVariables struct {
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
 	FilterUid         *ebpf.Variable `ebpf:"filter_uid"`
 	HaveGetRetval     *ebpf.Variable `ebpf:"have_get_retval"`
+	HostNetnsIno      *ebpf.Variable `ebpf:"host_netns_ino"`
 	LastWakeupNs      *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	LatencyBoundsNs   *ebpf.Variable `ebpf:"latency_bounds_ns"`
 	MetricsInKernel   *ebpf.Variable `ebpf:"metrics_in_kernel"`

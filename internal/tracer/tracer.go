@@ -360,6 +360,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		{v.FilterFamily, family},
 		{v.FilterByPort, len(cfg.Ports) > 0},
 		{v.FilterNetns, cfg.Netns},
+		{v.HostNetnsIno, hostNetnsIno()},
 		{v.FilterByCgroup, cfg.CgroupFilter},
 		{v.FilterByCgroupmap, cfg.CgroupMap != ""},
 		{v.FilterByMntnsmap, cfg.MntnsMap != ""},
@@ -379,6 +380,19 @@ func configure(spec *ebpf.CollectionSpec, cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// hostNetnsIno is the host's network namespace inode: PID 1's (the tool
+// sees the host's PIDs wherever it is deployed to trace the host), else
+// its own; 0 if neither can be read.
+func hostNetnsIno() uint32 {
+	for _, p := range []string{"/proc/1/ns/net", "/proc/self/ns/net"} {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil {
+			return uint32(st.Ino)
+		}
+	}
+	return 0
 }
 
 // pinnedFilters opens the user's pinned filter maps and makes the spec

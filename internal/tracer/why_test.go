@@ -245,7 +245,6 @@ func TestWhyICMPNotForged(t *testing.T) {
 				// sequence number plus seqOffset.
 				attempt := func(ns *testutil.NetNS, to netip.Addr, seqOffset uint32) (int, uint16) {
 					fd, sport := l.startConnect(t, dst)
-					t.Cleanup(func() { unix.Close(fd) })
 					isn, ok := capture.ISN(dst, sport, 5*time.Second)
 					if !ok {
 						t.Fatalf("no SYN seen from port %d to %v", sport, dst)
@@ -258,7 +257,8 @@ func TestWhyICMPNotForged(t *testing.T) {
 				}
 				fdOther, sportOther := attempt(other, loopback[f.i], 0)
 				fdSeq, sportSeq := attempt(l.client, l.cli[f.i], 1<<20)
-				_, sportReal := attempt(l.client, l.cli[f.i], 0)
+				fdReal, sportReal := attempt(l.client, l.cli[f.i], 0)
+				defer unix.Close(fdReal)
 
 				// The kernel believes the last one: the attempt ends.
 				e := expectOutcome(t, r, dst, sportReal, event.ResultUnreachable, unix.EHOSTUNREACH)

@@ -58,6 +58,9 @@ const volatile bool filter_by_port = false;
 /* Filters on the task's context (--netns, --cgroup/--container,
  * --cgroupmap, --mntnsmap): applied where the event is built. */
 const volatile __u32 filter_netns = 0;
+/* The host's network namespace (its inode): where packets arrive on the
+ * host's own devices. */
+const volatile __u32 host_netns_ino = 0;
 const volatile bool filter_by_cgroup = false;
 const volatile bool filter_by_cgroupmap = false;
 const volatile bool filter_by_mntnsmap = false;
@@ -634,6 +637,13 @@ static __always_inline void why_finish(__u64 sk, struct event *a, __u8 outcome)
 	k.dport = dport;
 	k.netns_ino = BPF_CORE_READ((struct sock *)sk, __sk_common.skc_net.net, ns.inum);
 	ie = bpf_map_lookup_elem(&icmp_errors, &k);
+	if (!ie && host_netns_ino && k.netns_ino != host_netns_ino) {
+		/* A macvlan or ipvlan device hands the packet to the socket's
+		 * namespace after the receive tracepoint ran in the host's,
+		 * on the host's device. Only root can put packets there. */
+		k.netns_ino = host_netns_ino;
+		ie = bpf_map_lookup_elem(&icmp_errors, &k);
+	}
 	if (!ie)
 		return;
 	una = BPF_CORE_READ((struct tcp_sock *)sk, snd_una);
@@ -1352,21 +1362,6 @@ int tcpconnect_syn_out(struct __sk_buff *skb)
 	return 1;
 }
 
-/* Is the IP header at ip from attempt a's source address? */
-static __always_inline bool from_saddr(const struct event *a, const unsigned char *ip)
-{
-	__u8 src[16];
-
-	if (a->family == AF_INET) {
-		if (bpf_probe_read_kernel(src, 4, ip + 12))
-			return false;
-		return *(__u32 *)src == *(const __u32 *)a->saddr;
-	}
-	if (bpf_probe_read_kernel(src, 16, ip + 8))
-		return false;
-	return same16(src, a->saddr);
-}
-
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reason)
 {
@@ -1375,8 +1370,7 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 	unsigned char *head;
 	struct event *a;
 	__u8 flags = 0;
-	__u16 th, dport;
-	__u16 ports[2];
+	__u16 th;
 	__u64 key;
 
 	/* First checks, for every dropped packet: an attempt is pending,
@@ -1409,15 +1403,10 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 	/* Our SYN, going out, not one coming in: early demux also hands the
 	 * socket any incoming segment with its tuple, and anyone who knows
 	 * the tuple can send a bare SYN with a bad checksum that the kernel
-	 * drops (and ignores). Outgoing, the ports are ours: source a's
-	 * port, destination the peer's (after NAT, if any). Only when the
-	 * two ports are equal do the addresses tell the directions apart. */
-	if (bpf_probe_read_kernel(ports, sizeof(ports), head + th))
-		return 0;
-	dport = a->why & WHY_NAT ? a->nat_dport : a->dport;
-	if (bpf_ntohs(ports[0]) != a->sport || bpf_ntohs(ports[1]) != dport)
-		return 0;
-	if (a->sport == dport && !from_saddr(a, head + skb->network_header))
+	 * drops (and ignores). An incoming packet has its input device's
+	 * index in skb_iif; one this host made and has not received has 0,
+	 * whatever NAT did to its ports and addresses. */
+	if (skb->skb_iif)
 		return 0;
 
 	a->drop_reason = reason;
