@@ -75,8 +75,9 @@ type BystanderRow struct {
 }
 
 // bystanderConfigs are the tracers measured for bystanders: every one of
-// the run, plus -r and --sync-errors (which costs every syscall on
-// sockops, and is measured to say how much).
+// the run, plus -r, and the two opt-ins measured to say what they cost:
+// -w (packet hooks: every packet of the host) and --sync-errors (every
+// syscall, on sockops).
 func (b *bench) bystanderConfigs() []tracerConfig {
 	cs := append([]tracerConfig(nil), b.configs...)
 	have := map[string]bool{}
@@ -93,6 +94,7 @@ func (b *bench) bystanderConfigs() []tracerConfig {
 
 var extraBystanderConfigs = []tracerConfig{
 	{Name: "results", Args: []string{"-r"}, parse: parseNothing},
+	{Name: "why", Args: []string{"-w"}, parse: parseNothing},
 	{Name: "sync-errors", Args: []string{"-r", "--sync-errors"}, parse: parseNothing},
 }
 
@@ -220,8 +222,8 @@ func summarizeBystanders(configs []tracerConfig, untraced []BystanderRun, traced
 }
 
 // bystanderTargetConfigs are the rows the ≥ 0.99 target applies to: the
-// tool's own modes, not the bpftrace reference nor --sync-errors, whose
-// cost is what it documents.
+// tool's own modes, not the bpftrace reference nor the opt-ins -w and
+// --sync-errors, whose cost is what they document.
 var bystanderTargetConfigs = map[string]bool{"table": true, "json": true, "count": true, "metrics": true, "results": true}
 
 func bystanderTarget(rows []BystanderRow) (TargetCheck, bool) {

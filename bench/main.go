@@ -71,7 +71,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (untraced/traced pairs per configuration)")
 	fs.StringVar(&concs, "c", "1,4,16", "concurrent connectors, comma separated")
 	fs.StringVar(&modes, "modes", "established,refused", "load modes: established, refused; none: no connect rows")
-	fs.StringVar(&configs, "configs", "table,json,count,metrics,bpftrace", "tracers: table, json, count (tcpconnect -c), metrics (-q --metrics-addr: counted in the kernel), bpftrace, sync-errors (table with --sync-errors); the bystander rows add -r and sync-errors")
+	fs.StringVar(&configs, "configs", "table,json,count,metrics,bpftrace", "tracers: table, json, count (tcpconnect -c), metrics (-q --metrics-addr: counted in the kernel), bpftrace, sync-errors (table with --sync-errors); the bystander rows add -r, -w (why) and sync-errors")
 	fs.DurationVar(&o.bystanderDur, "bystander", time.Second, "bystander rows: time getppid() this long per sample, then round trips for twice as long (0: skip)")
 	fs.IntVar(&o.idleSamples, "idle", 20, "idle single-connect latency samples per output mode (0: skip)")
 	fs.DurationVar(&o.waitIdle, "wait-idle", 20*time.Minute, "wait up to this long for QEMU (other engineers' kernel tests) to finish before measuring (0: do not wait)")

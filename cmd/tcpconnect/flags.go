@@ -120,7 +120,7 @@ func newFlagSet() (*pflag.FlagSet, *flagValues) {
 	fs.BoolVarP(&o.count, "count", "c", false, "count connects per source address, destination address and port; print at Ctrl-C")
 	fs.BoolVarP(&v.lport, "lport", "L", false, "accepted for bcc compatibility: SPORT is always shown")
 	fs.BoolVarP(&o.results, "result", "r", false, "print each attempt when it ends, with LAT(ms) and RESULT columns")
-	fs.BoolVarP(&o.why, "why", "w", false, "add REALDEST (after local NAT), RETX (SYN retransmissions) and WHY (local drop reason, ICMP error and sender) columns (implies -r; see docs/why.md)")
+	fs.BoolVarP(&o.why, "why", "w", false, "add REALDEST (after local NAT), RETX (SYN retransmissions) and WHY (local drop reason, ICMP error and sender) columns, or their JSON keys (implies -r; hooks every packet of the host: see docs/why.md)")
 	fs.BoolVar(&v.failed, "failed", false, "only failed attempts (implies -r)")
 	fs.Float64Var(&v.minLatency, "min-latency", 0, "only attempts whose handshake took at least `MS` milliseconds (implies -r)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line (schema: docs/json.md)")
@@ -276,6 +276,7 @@ func (o *options) fill(pid, ports, uid string, ipv4, ipv6 bool, backend, bufSize
 		return usagef("-c counts attempts; it cannot be combined with -r, -w, --failed or --min-latency")
 	}
 	c.Outcomes = o.results
+	c.Why = o.why
 	c.OnlyFailed = failed
 	c.MinLatency = time.Duration(minLatency * float64(time.Millisecond))
 	c.Count = o.count

@@ -606,7 +606,9 @@ func (j *JSON) Event(e *event.Event) error {
 		}
 		b = append(b, `,"latency_us":`...)
 		b = strconv.AppendInt(b, e.Latency.Microseconds(), 10)
-		b = j.appendWhy(b, &e.Why)
+		if j.opts.Why {
+			b = j.appendWhy(b, &e.Why)
+		}
 	}
 	b = append(b, "}\n"...)
 	j.buf = b

@@ -509,7 +509,11 @@ func TestWhy(t *testing.T) {
 		t.Error("-r without -w shows the drop reason")
 	}
 
-	out = render(t, NewJSON(nil, Options{Results: true}), natted, dropped, rejected)
+	// JSON: the keys come with -w only.
+	if out := render(t, NewJSON(nil, Options{Results: true}), natted); strings.Contains(out, "nat_daddr") {
+		t.Errorf("-r --json without -w has the why keys: %s", out)
+	}
+	out = render(t, NewJSON(nil, Options{Results: true, Why: true}), natted, dropped, rejected)
 	var got []map[string]any
 	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
 		var m map[string]any

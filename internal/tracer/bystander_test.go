@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -91,6 +92,63 @@ func TestNoSyscallTracepoint(t *testing.T) {
 			}
 		} else if len(hooks) != 0 {
 			t.Errorf("%s with SyncErrors: syscall tracepoints %v: it needs none", r.Backend(), hooks)
+		}
+	})
+}
+
+// packetHooks names the links of r whose programs run for packets: a
+// cgroup_skb program (egress, ingress) or a BTF tracepoint on
+// kfree_skb or netif_receive_skb. With any of them attached, every packet
+// of the host pays, attempt or not. From the kernel's link info.
+func packetHooks(t *testing.T, r *running) []string {
+	t.Helper()
+	var hooks []string
+	for _, l := range r.objs.links {
+		info, err := l.Info()
+		if err != nil {
+			t.Fatalf("link info: %v", err)
+		}
+		switch info.Type {
+		case link.CgroupType:
+			switch at := ebpf.AttachType(info.Cgroup().AttachType); at {
+			case ebpf.AttachCGroupInetEgress, ebpf.AttachCGroupInetIngress:
+				hooks = append(hooks, "cgroup "+at.String())
+			}
+		case link.RawTracepointType:
+			if n := info.RawTracepoint().Name; n == "kfree_skb" || n == "netif_receive_skb" {
+				hooks = append(hooks, "tp_btf "+n)
+			}
+		case link.TracingType:
+			if ebpf.AttachType(info.Tracing().AttachType) == ebpf.AttachTraceRawTp {
+				hooks = append(hooks, "tp_btf")
+			}
+		}
+	}
+	return hooks
+}
+
+// TestNoPacketHookWithoutWhy: the packet hooks run only when Why asks
+// for what they give; -r, -c and the kernel-counted metrics leave every
+// packet of the host alone. With Why, all three are there (the check can
+// fail).
+func TestNoPacketHookWithoutWhy(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		for _, cfg := range []Config{
+			{Backend: b},
+			{Backend: b, Outcomes: true},
+			{Backend: b, Count: true},
+			{Backend: b, Outcomes: true, KernelMetrics: true},
+		} {
+			r := start(t, cfg)
+			if hooks := packetHooks(t, r); len(hooks) != 0 {
+				t.Errorf("%+v: packet hooks attached: %v", cfg, hooks)
+			}
+			r.stop()
+			r.Close()
+		}
+		r := start(t, Config{Backend: b, Outcomes: true, Why: true})
+		if hooks := packetHooks(t, r); len(hooks) != 3 && r.WhyUnavailable() == nil {
+			t.Errorf("with Why: packet hooks %v, want 3 (cgroup_skb/egress, kfree_skb, netif_receive_skb)", hooks)
 		}
 	})
 }

@@ -55,6 +55,13 @@ type Config struct {
 	// Outcomes makes the tracer report each attempt once its outcome is
 	// known (and remember attempts in the kernel until then).
 	Outcomes bool
+	// Why (with Outcomes) attaches the packet hooks that fill Event.Why:
+	// the SYN after NAT, its retransmissions, a local drop's reason, an
+	// ICMP error. Two of them run for every packet of the host (sent,
+	// received), attempt or not: measured, a loopback request/response
+	// connection keeps 0.96 of its round trips. Without Why, Event.Why
+	// stays empty and no packet hook runs.
+	Why bool
 	// OnlyFailed and MinLatency filter outcomes (with Outcomes).
 	OnlyFailed bool
 	MinLatency time.Duration
@@ -219,7 +226,7 @@ func Open(cfg Config) (*Tracer, error) {
 		if chosen == BackendSockops && !cfg.SyncErrors {
 			logf("sockops: a connect() that fails before any SYN for lack of a route, or denied by a cgroup program that runs after ours, is not reported (--sync-errors reports it, at a cost to every syscall)")
 		}
-		if cfg.Outcomes && !cfg.Count {
+		if cfg.Outcomes && cfg.Why && !cfg.Count {
 			// Outcomes do not depend on these hooks: without them (no
 			// cgroup v2, a kernel older than the drop reasons of 5.17),
 			// attempts are still followed, with nothing in Why.

@@ -50,7 +50,7 @@ func TestWhyNAT(t *testing.T) {
 		l := newLab(t)
 		// Only the client's attempts: a busy host's connects would bury
 		// them.
-		r := start(t, Config{Backend: b, Outcomes: true, Netns: uint32(l.client.Inode())})
+		r := start(t, Config{Backend: b, Outcomes: true, Why: true, Netns: uint32(l.client.Inode())})
 		// Virtual addresses in the connected subnet: the route lookup
 		// before the nat hook finds the veth.
 		vip := [2]netip.Addr{netip.MustParseAddr("10.232.0.100"), netip.MustParseAddr("fd00:232::100")}
@@ -104,9 +104,9 @@ func TestWhyDrops(t *testing.T) {
 		if _, err := l.server.DropSYN(peerDrop); err != nil {
 			t.Fatal(err)
 		}
-		r := start(t, Config{Backend: b, Outcomes: true, Netns: uint32(l.client.Inode())})
+		r := start(t, Config{Backend: b, Outcomes: true, Why: true, Netns: uint32(l.client.Inode())})
 		// The same attempts, counted in the kernel for the metrics.
-		km := start(t, Config{Backend: b, Outcomes: true, KernelMetrics: true, Netns: uint32(l.client.Inode())})
+		km := start(t, Config{Backend: b, Outcomes: true, Why: true, KernelMetrics: true, Netns: uint32(l.client.Inode())})
 		t.Run("attempts", func(t *testing.T) {
 			whyDrops(t, l, r, localDrop, peerDrop)
 		})
@@ -186,7 +186,7 @@ func TestWhyICMP(t *testing.T) {
 		if _, err := router.RejectForwardICMP(port); err != nil {
 			t.Fatal(err)
 		}
-		r := start(t, Config{Backend: b, Outcomes: true, Netns: uint32(client.Inode())})
+		r := start(t, Config{Backend: b, Outcomes: true, Why: true, Netns: uint32(client.Inode())})
 		lab := &lab{client: client, server: server}
 		for _, f := range fams() {
 			t.Run(f.name, func(t *testing.T) {
@@ -235,7 +235,7 @@ func TestWhyICMPNotForged(t *testing.T) {
 			t.Fatal(err)
 		}
 		capture := testutil.StartSYNCapture(t, l.client)
-		r := start(t, Config{Backend: b, Outcomes: true, Netns: uint32(l.client.Inode())})
+		r := start(t, Config{Backend: b, Outcomes: true, Why: true, Netns: uint32(l.client.Inode())})
 		loopback := [2]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
 		for _, f := range fams() {
 			t.Run(f.name, func(t *testing.T) {
@@ -300,7 +300,7 @@ func TestWhyInboundSYNIsNotOurs(t *testing.T) {
 		if _, err := l.server.DropSYN(port); err != nil {
 			t.Fatal(err)
 		}
-		r := start(t, Config{Backend: b, Outcomes: true, Netns: uint32(l.client.Inode())})
+		r := start(t, Config{Backend: b, Outcomes: true, Why: true, Netns: uint32(l.client.Inode())})
 		for _, f := range fams() {
 			t.Run(f.name, func(t *testing.T) {
 				dst := netip.AddrPortFrom(l.srv[f.i], port)
