@@ -170,6 +170,11 @@ func linkState(name string, addrs []netip.Prefix) (string, error) {
 		return fmt.Sprintf("link flags %#x, operstate %v", f, l.Attrs().OperState), nil
 	}
 	v6, err := netlink.AddrList(l, netlink.FAMILY_V6)
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		// The addresses changed during the dump (DAD, the link coming
+		// up): the answer may be incomplete, so ask again.
+		return "address list changed while read", nil
+	}
 	if err != nil {
 		return "", err
 	}
@@ -235,6 +240,11 @@ func (n *NetNS) AddRoute(dst netip.Prefix, typ string) error {
 	if typ == "unicast" {
 		return n.Do(func() error {
 			links, err := netlink.LinkList()
+			// A dump interrupted by a concurrent change may be incomplete:
+			// read again.
+			for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 10; try++ {
+				links, err = netlink.LinkList()
+			}
 			if err != nil {
 				return err
 			}
