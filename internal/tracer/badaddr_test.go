@@ -73,3 +73,63 @@ func TestBadAddressIsNoAttempt(t *testing.T) {
 		}
 	})
 }
+
+// TestConnectAgainIsNoAttempt: a program that calls connect() again on a
+// non-blocking socket to learn how its attempt ended (or a connect()
+// restarted after a signal, once the answer has come) gets the attempt's
+// error from the kernel; it is one attempt, reported once. The metrics
+// counted such a refused connect twice (TestMetricsEndToEnd: 501 of 500,
+// now and then, when Go's preemption signal restarted a connect).
+func TestConnectAgainIsNoAttempt(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		ns := testutil.NewNetNS(t)
+		r := start(t, Config{Backend: b, Outcomes: true, SyncErrors: true, Netns: uint32(ns.Inode())})
+		refused := netip.MustParseAddrPort("127.0.0.1:9")
+		var sport uint16
+		if err := ns.Do(func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if err := unix.Connect(fd, testutil.Sockaddr(refused)); err != unix.EINPROGRESS && err != unix.ECONNREFUSED {
+				return err
+			}
+			sa, err := unix.Getsockname(fd)
+			if err != nil {
+				return err
+			}
+			sport = testutil.SockPort(sa)
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			if _, err := unix.Poll(fds, 2000); err != nil {
+				return err
+			}
+			// Asked again: the kernel answers with the attempt's error.
+			if err := unix.Connect(fd, testutil.Sockaddr(refused)); err != unix.ECONNREFUSED {
+				t.Errorf("second connect: %v, want ECONNREFUSED", err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		expectOutcome(t, r, refused, 0, event.ResultRefused, unix.ECONNREFUSED)
+		// Then a marker attempt, so that anything the first one caused
+		// has arrived before it.
+		if err := ns.Do(func() error {
+			testutil.ConnectRaw(netip.MustParseAddrPort("127.0.0.1:10"))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		expectOutcome(t, r, netip.MustParseAddrPort("127.0.0.1:10"), 0, event.ResultRefused, unix.ECONNREFUSED)
+		n := 0
+		for _, e := range r.snapshot() {
+			if e.Kind == event.KindOutcome && e.Dport == refused.Port() {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("one attempt (port %d) reported %d times", sport, n)
+		}
+	})
+}

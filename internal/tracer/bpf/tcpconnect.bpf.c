@@ -1001,6 +1001,14 @@ static __always_inline void stream_connect(struct socket *sock, struct sockaddr 
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
 	    BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
 		goto forget;
+	/* A socket whose attempt is under way or has just ended but not been
+	 * collected (SS_CONNECTING): connect() called again to learn the
+	 * result of a non-blocking one, or restarted after a signal, once
+	 * the answer has closed the socket. It returns that attempt's error
+	 * (sock_error): the attempt was reported when it ended; this is no
+	 * new one. */
+	if (BPF_CORE_READ(sock, state) != SS_UNCONNECTED)
+		goto forget;
 	/* uaddr is the kernel's copy of the caller's address, on its
 	 * stack: only addr_len bytes of it are the caller's, the rest is
 	 * whatever the stack held. An address too short for its family
