@@ -210,12 +210,10 @@ func dnsNames(o *options, cfg *tracer.Config) *dns.Cache {
 		return nil
 	}
 	names := dns.NewCache(o.dnsCacheSize)
-	var m dns.Message
-	cfg.DNS = func(r *tracer.DNSMessage) {
-		m = dns.Message{Socket: r.Socket, Netns: r.Netns, UID: r.UID, Server: r.Server, Query: r.Query, TCP: r.TCP, Msg: r.Msg}
+	cfg.DNS = func(m *event.DNSMessage) {
 		// Malformed, partial and unsolicited messages are skipped: they
 		// name nothing.
-		_ = names.Observe(&m)
+		_ = names.Observe(m)
 	}
 	return names
 }

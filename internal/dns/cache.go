@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/tcpconnect/tcpconnect/internal/event"
 )
 
 // DefaultSize bounds the cache when no size is given.
@@ -36,26 +37,6 @@ const QueryLifetime = 15 * time.Second
 // MaxQueries bounds the queries waiting for an answer; beyond it the
 // oldest is forgotten (its answer then names nothing).
 const MaxQueries = 4096
-
-// Message is one DNS message seen on a socket, with who owns the socket.
-type Message struct {
-	// Socket identifies the socket (its kernel cookie).
-	Socket uint64
-	// Netns is the socket's network namespace: its cookie, which, unlike
-	// its inode number, no later namespace reuses (a name must not pass
-	// from a container that is gone to the next one). UID is the user
-	// who created the socket.
-	Netns uint64
-	UID   uint32
-	// Server is a query's destination or an answer's source.
-	Server netip.AddrPort
-	// Query says the socket sent the message; else it received it.
-	Query bool
-	// TCP says Msg is a TCP segment's payload: messages that each start
-	// with a two-byte length.
-	TCP bool
-	Msg []byte
-}
 
 // ErrUnsolicited is returned for an answer that matches no waiting.
 var ErrUnsolicited = errors.New("DNS answer to no query of this socket")
@@ -156,7 +137,7 @@ func (c *Cache) Lookup(netns uint64, uid uint32, addr netip.Addr) (string, bool)
 // message of the segment counts; a message split over segments is
 // skipped. It returns the first error met (malformed, unsolicited); the
 // messages around it still count.
-func (c *Cache) Observe(m *Message) error {
+func (c *Cache) Observe(m *event.DNSMessage) error {
 	c.mu.Lock()
 	c.seen++
 	c.mu.Unlock()
@@ -184,7 +165,7 @@ func (c *Cache) Observe(m *Message) error {
 	return first
 }
 
-func (c *Cache) observe(m *Message, msg []byte) error {
+func (c *Cache) observe(m *event.DNSMessage, msg []byte) error {
 	var d dns.Msg
 	if err := d.Unpack(msg); err != nil {
 		return err

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/tcpconnect/tcpconnect/internal/event"
 )
 
 var (
 	server = netip.MustParseAddrPort("192.0.2.53:53")
 	// The socket that asks, and who owns it.
-	sock = Message{Socket: 7, Netns: 4026531840, UID: 1000, Server: server}
+	sock = event.DNSMessage{Socket: 7, Netns: 4026531840, UID: 1000, Server: server}
 )
 
 // query returns a query message for name and type, with id.
@@ -138,22 +139,22 @@ func TestOnlyAnswersToQueries(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		ask   bool // the socket sent q first
-		tweak func(m *Message, c *Cache, clk *clock)
+		tweak func(m *event.DNSMessage, c *Cache, clk *clock)
 		ans   []byte
 	}{
 		{"unsolicited", false, nil, good},
 		{"wrong ID", true, nil, wrongID},
 		{"other question name", true, nil, otherName},
 		{"other question type", true, nil, otherType},
-		{"other server address", true, func(m *Message, _ *Cache, _ *clock) {
+		{"other server address", true, func(m *event.DNSMessage, _ *Cache, _ *clock) {
 			m.Server = netip.MustParseAddrPort("192.0.2.54:53")
 		}, good},
-		{"other server port", true, func(m *Message, _ *Cache, _ *clock) {
+		{"other server port", true, func(m *event.DNSMessage, _ *Cache, _ *clock) {
 			m.Server = netip.AddrPortFrom(server.Addr(), 5353)
 		}, good},
-		{"other socket", true, func(m *Message, _ *Cache, _ *clock) { m.Socket++ }, good},
-		{"other namespace", true, func(m *Message, _ *Cache, _ *clock) { m.Netns++ }, good},
-		{"too late", true, func(_ *Message, _ *Cache, clk *clock) {
+		{"other socket", true, func(m *event.DNSMessage, _ *Cache, _ *clock) { m.Socket++ }, good},
+		{"other namespace", true, func(m *event.DNSMessage, _ *Cache, _ *clock) { m.Netns++ }, good},
+		{"too late", true, func(_ *event.DNSMessage, _ *Cache, clk *clock) {
 			clk.t = clk.t.Add(QueryLifetime)
 		}, good},
 	} {

@@ -202,6 +202,30 @@ type Count struct {
 	Connects     uint64
 }
 
+// DNSMessage is one DNS message that a socket of the host sent to port 53
+// (a query) or received from port 53 (an answer), with who owns the
+// socket: what the tracer decodes (-d) and the name cache believes or not.
+type DNSMessage struct {
+	// Socket identifies the socket: its kernel cookie, unique while the
+	// host runs.
+	Socket uint64
+	// Netns is the socket's network namespace: its cookie, which, unlike
+	// its inode number, no later namespace reuses (a name must not pass
+	// from a container that is gone to the next one). UID is the user
+	// who created the socket.
+	Netns uint64
+	UID   uint32
+	// Server is a query's destination or an answer's source.
+	Server netip.AddrPort
+	// Query says the socket sent the message; else it received it.
+	Query bool
+	// TCP says Msg is a TCP segment's payload: messages that each start
+	// with a two-byte length.
+	TCP bool
+	// Msg is reused by the tracer after the call that receives it.
+	Msg []byte
+}
+
 // Stats are the tracer's counters, kept by the kernel.
 type Stats struct {
 	LostEvents   uint64 // records dropped: ring buffer full

@@ -179,27 +179,9 @@ func resultOf(outcome tcpconnectOutcome, errno unix.Errno) event.Result {
 	return event.ResultUnknown
 }
 
-// DNSMessage is a DNS message that a socket of the host sent to port 53
-// (a query) or received from port 53 (an answer), with who owns the
-// socket. Msg is reused after the Config.DNS call that receives it.
-type DNSMessage struct {
-	// Socket is the socket's cookie: unique while the host runs.
-	Socket uint64
-	// Netns is the network namespace (its cookie, never reused) and UID
-	// the user of the task that created the socket.
-	Netns uint64
-	UID   uint32
-	// Server is a query's destination or an answer's source.
-	Server netip.AddrPort
-	Query  bool
-	// TCP says Msg starts with TCP DNS's two-byte length.
-	TCP bool
-	Msg []byte
-}
-
 // decodeDNS fills m from a DNS record (RECORD_DNS). A short record or one
 // with an unknown family gives false.
-func decodeDNS(raw []byte, m *DNSMessage) bool {
+func decodeDNS(raw []byte, m *event.DNSMessage) bool {
 	if len(raw) < int(unsafe.Sizeof(tcpconnectDnsRecord{})) {
 		return false
 	}

@@ -53,7 +53,7 @@ func FuzzDecodeDNS(f *testing.F) {
 	f.Add(full)
 	f.Add(full[:100])
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var m DNSMessage
+		var m event.DNSMessage
 		if !decodeDNS(raw, &m) {
 			return
 		}

@@ -176,7 +176,7 @@ func TestDNSRecord(t *testing.T) {
 	copy(r.Addr[:], []byte{127, 0, 0, 53})
 	copy(r.Msg[:], "abc")
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(r)), unsafe.Sizeof(*r))
-	var m DNSMessage
+	var m event.DNSMessage
 	if !decodeDNS(raw, &m) || string(m.Msg) != "abc" || !m.TCP || !m.Query || m.Socket != 7 || m.Netns != 1<<40 || m.UID != 11 ||
 		m.Server != netip.MustParseAddrPort("127.0.0.53:53") {
 		t.Errorf("got %+v", m)

@@ -102,7 +102,7 @@ type Config struct {
 	// events: an answer is handed over before the connect that used it.
 	// Only sockets created after Open are seen. The message is reused
 	// after the call.
-	DNS func(*DNSMessage)
+	DNS func(*event.DNSMessage)
 
 	// CgroupPath is where the sockops backend attaches; "": the cgroup
 	// v2 mount.
@@ -485,7 +485,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	var (
 		rec    ringbuf.Record
 		ev     event.Event
-		msg    DNSMessage
+		msg    event.DNSMessage
 		active bool // records seen since the last timeout
 	)
 	t.reader.SetDeadline(time.Now().Add(idlePoll))
