@@ -145,13 +145,19 @@ func splitArgs(raw []byte, total int) (args []string, cut bool) {
 // run many processes with a command line of 2048 empty arguments, each
 // then 2049 strings (~33 KB); at the entry bound alone that is gigabytes.
 type procCache struct {
-	m        map[uint32]*event.Process
-	ids      map[uint32]uint64
-	costs    map[uint32]int
-	order    []uint32
+	entries  map[uint32]cachedProc
+	order    []uint32 // pids, oldest first
 	max      int
 	maxBytes int
-	bytes    int
+	bytes    int // sum of the entries' costs
+}
+
+// cachedProc is a process of the cache, the exec it describes, and what
+// it holds in memory (procCost).
+type cachedProc struct {
+	p      *event.Process
+	execID uint64
+	cost   int
 }
 
 // procCacheBytes bounds the memory of a procCache: the DaemonSet runs in
@@ -159,7 +165,7 @@ type procCache struct {
 const procCacheBytes = 32 << 20
 
 func newProcCache(max, maxBytes int) *procCache {
-	return &procCache{m: map[uint32]*event.Process{}, ids: map[uint32]uint64{}, costs: map[uint32]int{}, max: max, maxBytes: maxBytes}
+	return &procCache{entries: map[uint32]cachedProc{}, max: max, maxBytes: maxBytes}
 }
 
 // procCost estimates what p holds in memory: its strings, a string
@@ -177,34 +183,31 @@ func procCost(p *event.Process) int {
 }
 
 func (c *procCache) put(pid uint32, execID uint64, p *event.Process) {
-	cost := procCost(p)
-	if old, ok := c.costs[pid]; ok {
+	e := cachedProc{p: p, execID: execID, cost: procCost(p)}
+	if old, ok := c.entries[pid]; ok {
 		// Now the newest: eviction must not take what was just put.
-		c.bytes -= old
+		c.bytes -= old.cost
 		c.order = slices.DeleteFunc(c.order, func(q uint32) bool { return q == pid })
 	}
 	c.order = append(c.order, pid)
-	c.m[pid] = p
-	c.ids[pid] = execID
-	c.costs[pid] = cost
-	c.bytes += cost
+	c.entries[pid] = e
+	c.bytes += e.cost
 	for len(c.order) > 1 && (len(c.order) > c.max || c.bytes > c.maxBytes) {
 		drop := c.order[:len(c.order)/2]
 		for _, old := range drop {
-			c.bytes -= c.costs[old]
-			delete(c.m, old)
-			delete(c.ids, old)
-			delete(c.costs, old)
+			c.bytes -= c.entries[old].cost
+			delete(c.entries, old)
 		}
 		c.order = append(c.order[:0], c.order[len(drop):]...)
 	}
 }
 
 func (c *procCache) get(pid uint32, execID uint64) *event.Process {
-	if c.ids[pid] != execID {
+	e, ok := c.entries[pid]
+	if !ok || e.execID != execID {
 		return nil
 	}
-	return c.m[pid]
+	return e.p
 }
 
 // procFromKernel turns a struct proc into a Process.

@@ -74,13 +74,13 @@ func TestProcCacheBounded(t *testing.T) {
 	for pid := range uint32(10) {
 		c.put(pid, uint64(pid)+100, nil)
 	}
-	if len(c.m) > 4 || len(c.order) > 4 || len(c.ids) > 4 {
-		t.Errorf("cache grew to %d/%d/%d", len(c.m), len(c.order), len(c.ids))
+	if len(c.entries) > 4 || len(c.order) > 4 {
+		t.Errorf("cache grew to %d/%d", len(c.entries), len(c.order))
 	}
-	if _, ok := c.ids[9]; !ok {
+	if _, ok := c.entries[9]; !ok {
 		t.Error("the newest entry was dropped")
 	}
-	if c.get(9, 1) != nil || c.ids[9] != 109 {
+	if c.get(9, 1) != nil || c.entries[9].execID != 109 {
 		t.Error("an entry of another exec matched")
 	}
 }
@@ -99,8 +99,8 @@ func TestProcCacheBytesBounded(t *testing.T) {
 			t.Fatalf("after %d processes: %d bytes, bound %d", pid+1, c.bytes, maxBytes)
 		}
 	}
-	if len(c.m) != len(c.order) || len(c.m) != len(c.costs) || len(c.m) < 2 {
-		t.Errorf("entries %d, order %d, costs %d", len(c.m), len(c.order), len(c.costs))
+	if len(c.entries) != len(c.order) || len(c.entries) < 2 {
+		t.Errorf("entries %d, order %d", len(c.entries), len(c.order))
 	}
 	// A replaced entry is the newest: a full cache keeps it.
 	first := c.order[0]
@@ -116,8 +116,8 @@ func TestProcCacheBytesBounded(t *testing.T) {
 		t.Errorf("replacing a process by a smaller one: %d bytes, was %d", c.bytes, before)
 	}
 	var sum int
-	for _, n := range c.costs {
-		sum += n
+	for _, e := range c.entries {
+		sum += e.cost
 	}
 	if sum != c.bytes {
 		t.Errorf("bytes %d, sum of costs %d", c.bytes, sum)
