@@ -101,15 +101,7 @@ func dnsAttacker(port string) error {
 	if err != nil {
 		return err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go testutil.AcceptAndClose(ln)
 	target := ln.Addr().(*net.TCPAddr).AddrPort()
 
 	answer := func(id uint16) []byte {

@@ -258,16 +258,20 @@ func Listen(t testing.TB, ns *NetNS, network, addr string) netip.AddrPort {
 		t.Fatalf("listening on %s: %v", addr, err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go AcceptAndClose(ln)
 	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// AcceptAndClose accepts connections on ln and closes each at once, until
+// ln is closed: a peer for connects that must be established.
+func AcceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
 }
 
 // SockPort is the port of a socket address from unix.Getsockname.

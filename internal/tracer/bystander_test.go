@@ -59,18 +59,25 @@ func syscallHooks(t *testing.T, r *running) (hooks, all []string, ok bool) {
 	return hooks, all, true
 }
 
+// defaultModes are the tracer's modes without an opt-in: table, -r, -c
+// and the kernel-counted metrics. Nothing in them may cost a process that
+// does not connect.
+func defaultModes(b Backend) []Config {
+	return []Config{
+		{Backend: b},
+		{Backend: b, Outcomes: true},
+		{Backend: b, Count: true},
+		{Backend: b, Outcomes: true, KernelMetrics: true},
+	}
+}
+
 // TestNoSyscallTracepoint: in every mode, by default, no backend hooks a
 // syscall tracepoint, so the tracer costs nothing to the syscalls of
 // processes that do not connect. SyncErrors on sockops does hook one, and
 // the check must see it (it is what makes the check able to fail).
 func TestNoSyscallTracepoint(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
-		for _, cfg := range []Config{
-			{Backend: b},
-			{Backend: b, Outcomes: true},
-			{Backend: b, Count: true},
-			{Backend: b, Outcomes: true, KernelMetrics: true},
-		} {
+		for _, cfg := range defaultModes(b) {
 			r := start(t, cfg)
 			hooks, all, ok := syscallHooks(t, r)
 			if !ok {
@@ -133,12 +140,7 @@ func packetHooks(t *testing.T, r *running) []string {
 // fail).
 func TestNoPacketHookWithoutWhy(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
-		for _, cfg := range []Config{
-			{Backend: b},
-			{Backend: b, Outcomes: true},
-			{Backend: b, Count: true},
-			{Backend: b, Outcomes: true, KernelMetrics: true},
-		} {
+		for _, cfg := range defaultModes(b) {
 			r := start(t, cfg)
 			if hooks := packetHooks(t, r); len(hooks) != 0 {
 				t.Errorf("%+v: packet hooks attached: %v", cfg, hooks)
