@@ -1296,9 +1296,6 @@ int tcpconnect_dns(struct __sk_buff *skb)
  *     the quoted tuple in map icmp_errors until the attempt ends.
  */
 
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_ACK 0x10
-
 static __always_inline bool same16(const __u8 *a, const __u8 *b)
 {
 	__u64 a0, a1, b0, b1;
@@ -1375,10 +1372,7 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 {
 	struct sock *sk;
 	struct net_device *dev;
-	unsigned char *head;
 	struct event *a;
-	__u8 flags = 0;
-	__u16 th;
 	__u64 key;
 
 	/* First checks, for every dropped packet: an attempt is pending,
@@ -1387,6 +1381,15 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 		return 0;
 	sk = skb->sk;
 	if (!sk || sk->__sk_common.skc_state != TCP_SYN_SENT)
+		return 0;
+	/* Going out, not coming in: early demux also hands the socket any
+	 * incoming segment with its tuple (the SYN-ACK, or a bare SYN with a
+	 * bad checksum that anyone who knows the tuple can send, which the
+	 * kernel drops and ignores). An incoming packet has its input
+	 * device's index in skb_iif; one this host made and has not received
+	 * has 0, whatever NAT did to it. What a SYN_SENT socket sends is its
+	 * SYN. */
+	if (skb->skb_iif)
 		return 0;
 	key = (__u64)sk;
 	a = bpf_map_lookup_elem(&attempts, &key);
@@ -1398,25 +1401,6 @@ int BPF_PROG(tcpconnect_syn_drop, struct sk_buff *skb, void *location, int reaso
 	dev = skb->dev;
 	if (dev && dev->nd_net.net != sk->__sk_common.skc_net.net)
 		return 0;
-	/* A SYN, not the answer to it (early demux hands an incoming
-	 * SYN-ACK the socket). */
-	th = skb->transport_header;
-	if (th == (__u16)~0U) /* not set */
-		return 0;
-	head = skb->head;
-	if (bpf_probe_read_kernel(&flags, 1, head + th + 13))
-		return 0;
-	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
-		return 0;
-	/* Our SYN, going out, not one coming in: early demux also hands the
-	 * socket any incoming segment with its tuple, and anyone who knows
-	 * the tuple can send a bare SYN with a bad checksum that the kernel
-	 * drops (and ignores). An incoming packet has its input device's
-	 * index in skb_iif; one this host made and has not received has 0,
-	 * whatever NAT did to its ports and addresses. */
-	if (skb->skb_iif)
-		return 0;
-
 	a->drop_reason = reason;
 	a->why |= WHY_DROPPED;
 	if ((__u64)skb != a->syn_skb)
